@@ -1,0 +1,1 @@
+"""Clients of a Kaifang node: the ``kaifang`` command line."""

@@ -1,0 +1,1 @@
+"""The exchange node: configuration and the process that serves the APIs."""

@@ -1,0 +1,93 @@
+"""SQLAlchemy models of the ledger's tables.
+
+The schema itself is created only by the alembic revisions in ``migrations/``;
+these models describe it for queries, and ``alembic check`` (run by the tests)
+proves the two agree.
+
+- ``logs``: one row per log the database holds (the node's own, and later
+  the replicas of its peers' logs), keyed by a small surrogate id.
+- ``entries``: the entries, verbatim, each with its RFC 6962 leaf hash and
+  the hashes of the complete subtrees that appending it completed (see
+  :func:`ledger.merkle.node_home`). Unique leaf hashes per log give strong
+  dedup.
+- ``checkpoints``: every checkpoint the log signed (or, for a replica, every
+  checkpoint received from its origin), as the verbatim signed note.
+
+``entries`` and ``checkpoints`` are append-only: triggers in the migration
+make the database refuse UPDATE and DELETE on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations can refer to them on every engine.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Log(Base):
+    """A log held in this database, named by its origin."""
+
+    __tablename__ = "logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The checkpoint origin line, e.g. "east.kaifang.example/log".
+    origin: Mapped[str] = mapped_column(String(255), unique=True)
+    # The log's C2SP verifier key (name+keyid+base64), used by fsck and by
+    # readers that check what they are served.
+    vkey: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Entry(Base):
+    """One entry of a log: its bytes, leaf hash and the subtree hashes it completed."""
+
+    __tablename__ = "entries"
+    __table_args__ = (UniqueConstraint("log_id", "leaf_hash", name="uq_entries_log_id_leaf_hash"),)
+
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # SHA-256(0x00 || data): the level-0 node, and the dedup key.
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The hashes, 32 bytes each, of the subtrees at levels 1, 2, … that this
+    # entry completed; empty for an entry at an even index.
+    nodes: Mapped[bytes] = mapped_column(LargeBinary)
+    # The entry exactly as appended; never re-serialised.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Checkpoint(Base):
+    """A checkpoint of a log, as the verbatim signed note."""
+
+    __tablename__ = "checkpoints"
+
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

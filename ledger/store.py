@@ -1,0 +1,574 @@
+"""The stored log: sequencing and integration of appends, and every read.
+
+:class:`LogStore` is one log in one database. Its write path,
+:meth:`LogStore.sequence`, runs a single transaction that
+
+1. takes the log's write lock (``BEGIN IMMEDIATE`` on SQLite, a row lock on
+   PostgreSQL), so that concurrent writers, in this process or others, queue;
+2. dedups: an entry whose leaf hash the log already holds gets its first
+   index back, and so does a repeat inside the batch;
+3. assigns the next indices and extends the tree, storing with each entry the
+   hashes of the complete subtrees it completes (:func:`ledger.merkle.node_home`);
+4. signs one checkpoint at the new size and stores it.
+
+Entries, subtree hashes and their covering checkpoint thus commit together:
+a crash at any point leaves either none or all of them, so every checkpoint
+ever signed stays consistent with the stored tree, and an append is never
+acknowledged before its checkpoint is durable. The checkpoint is signed in
+the same transaction rather than after it because rows are immutable (the
+hashes cannot be filled in later) and one commit per batch is the cost that
+dominates.
+
+:class:`Sequencer` batches concurrent appends of one process into such
+transactions, so that many appends share one commit and one signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.db import is_sqlite, write_transaction
+from ledger.errors import (
+    EntryNotFoundError,
+    EntryTooLargeError,
+    FsckError,
+    IndexOutOfRangeError,
+    LedgerError,
+    SizeNotSignedError,
+    UnknownLogError,
+)
+from ledger.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    NodeId,
+    consistency_plan,
+    inclusion_plan,
+    leaf_hash,
+    node_home,
+    subtrees,
+)
+from ledger.models import Checkpoint as CheckpointRow
+from ledger.models import Entry, Log
+from ledger.note import Signer, Verifier
+from ledger.receipt import Receipt
+
+# Entry bundles of C2SP tlog-tiles prefix each entry with a 16-bit length.
+MAX_ENTRY_SIZE = 0xFFFF
+# Entries written per transaction by bulk appends; bounds memory and lock time.
+BULK_CHUNK = 5000
+# Leaf hashes looked up per dedup query; well under SQLite's bound-parameter limit.
+_LOOKUP_CHUNK = 2000
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint the log signed: its size, root and the verbatim signed note."""
+
+    size: int
+    root_hash: bytes
+    note: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of one append: the entry's index and a checkpoint that covers it."""
+
+    index: int
+    checkpoint: SignedCheckpoint
+
+
+_entry_rows_by_idx = (
+    select(Entry.idx, Entry.leaf_hash, Entry.nodes)
+    .where(Entry.log_id == bindparam("log_id"))
+    .where(Entry.idx.in_(bindparam("idxs", expanding=True)))
+)
+_checkpoint_at = select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note).where(
+    CheckpointRow.log_id == bindparam("log_id"), CheckpointRow.size == bindparam("size")
+)
+_latest_checkpoint = (
+    select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note)
+    .where(CheckpointRow.log_id == bindparam("log_id"))
+    .order_by(CheckpointRow.size.desc())
+    .limit(1)
+)
+
+
+class LogStore:
+    """One log, identified by its origin, in a database migrated to the ledger schema."""
+
+    def __init__(self, engine: AsyncEngine, log_id: int, origin: str, vkey: str) -> None:
+        """Use :meth:`open` or :meth:`create`; this binds an already-known log row."""
+        self.engine = engine
+        self.log_id = log_id
+        self.origin = origin
+        self.vkey = vkey
+        # The right border of the tree as this process last wrote it; reloaded
+        # whenever another writer has appended since.
+        self._border: CompactRange | None = None
+        # Signed checkpoints never change, so any of them may be cached.
+        self._checkpoints: dict[int, SignedCheckpoint] = {}
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine, origin: str | None = None) -> LogStore:
+        """Open the log named ``origin``, or the only log if ``origin`` is None.
+
+        Raises :class:`UnknownLogError` if there is no such log (or, without an
+        origin, not exactly one log).
+        """
+        async with engine.connect() as conn:
+            query = select(Log.id, Log.origin, Log.vkey)
+            if origin is not None:
+                query = query.where(Log.origin == origin)
+            rows = (await conn.execute(query.limit(2))).all()
+        if len(rows) != 1:
+            what = f"origin {origin!r}" if origin is not None else "a single log"
+            raise UnknownLogError(f"the database holds no log for {what}")
+        log_id, found_origin, vkey = rows[0]
+        return cls(engine, log_id, found_origin, vkey)
+
+    @classmethod
+    async def create(
+        cls, engine: AsyncEngine, origin: str, vkey: str, *, clock: Clock = utc_now
+    ) -> LogStore:
+        """Return the log named ``origin``, creating its row if it does not exist yet."""
+        with contextlib.suppress(UnknownLogError):
+            return await cls.open(engine, origin)
+        async with write_transaction(engine) as conn:
+            values = {"origin": origin, "vkey": vkey, "created_at": clock()}
+            stmt = _insert_ignore(engine, Log, values, ["origin"])
+            await conn.execute(stmt)
+        return await cls.open(engine, origin)
+
+    # -- write side -------------------------------------------------------
+
+    async def sequence(
+        self, datas: Sequence[bytes], signer: Signer, *, clock: Clock = utc_now
+    ) -> tuple[list[int], SignedCheckpoint]:
+        """Durably append ``datas`` in one transaction and sign a checkpoint covering them.
+
+        Returns each entry's index (the first index for an entry already in the
+        log) and the checkpoint. Raises :class:`EntryTooLargeError` before
+        writing anything if an entry exceeds :data:`MAX_ENTRY_SIZE`.
+        """
+        for i, data in enumerate(datas):
+            if len(data) > MAX_ENTRY_SIZE:
+                raise EntryTooLargeError(
+                    f"entry {i} of the batch is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}"
+                )
+        hashes = [leaf_hash(d) for d in datas]
+        async with write_transaction(self.engine) as conn:
+            await self._lock(conn)
+            size = await self._size(conn)
+            border = await self._load_border(conn, size)
+            known = await self._lookup(conn, hashes)
+            rows: list[dict[str, object]] = []
+            indices: list[int] = []
+            for data, h in zip(datas, hashes, strict=True):
+                index = known.get(h)
+                if index is None:
+                    index = border.size
+                    completed = border.append(h)
+                    rows.append(
+                        {
+                            "log_id": self.log_id,
+                            "idx": index,
+                            "leaf_hash": h,
+                            "nodes": b"".join(completed[1:]),
+                            "data": data,
+                        }
+                    )
+                    known[h] = index
+                indices.append(index)
+            if rows:
+                await conn.execute(insert(Entry), rows)
+            checkpoint = await self._checkpoint_for(conn, border, signer, clock)
+        self._border = border
+        return indices, checkpoint
+
+    async def _lock(self, conn: AsyncConnection) -> None:
+        # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
+        if not is_sqlite(self.engine):
+            await conn.execute(select(Log.id).where(Log.id == self.log_id).with_for_update())
+
+    async def _size(self, conn: AsyncConnection) -> int:
+        query = select(func.max(Entry.idx)).where(Entry.log_id == self.log_id)
+        last = (await conn.execute(query)).scalar_one()
+        return 0 if last is None else int(last) + 1
+
+    async def _load_border(self, conn: AsyncConnection, size: int) -> CompactRange:
+        """Return a copy of the tree's right border at ``size``, from cache or storage."""
+        cached = self._border
+        if cached is not None and cached.size == size:
+            return CompactRange(size, cached.hashes())
+        nodes = subtrees(0, size)
+        found = await self._fetch_nodes(conn, nodes)
+        return CompactRange(size, [found[n] for n in nodes])
+
+    async def _lookup(self, conn: AsyncConnection, hashes: Sequence[bytes]) -> dict[bytes, int]:
+        """Return the index of every given leaf hash that the log already holds."""
+        unique = list(dict.fromkeys(hashes))
+        known: dict[bytes, int] = {}
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            query = select(Entry.leaf_hash, Entry.idx).where(
+                Entry.log_id == self.log_id, Entry.leaf_hash.in_(chunk)
+            )
+            known.update((bytes(h), int(i)) for h, i in await conn.execute(query))
+        return known
+
+    async def _checkpoint_for(
+        self, conn: AsyncConnection, border: CompactRange, signer: Signer, clock: Clock
+    ) -> SignedCheckpoint:
+        """Return the checkpoint at the border's size, signing and storing it if new."""
+        latest = await self._latest(conn)
+        if latest is not None and latest.size == border.size:
+            return latest
+        root = border.root()
+        note = sign_checkpoint(Checkpoint(self.origin, border.size, root), signer)
+        await conn.execute(
+            insert(CheckpointRow).values(
+                log_id=self.log_id,
+                size=border.size,
+                root_hash=root,
+                note=note,
+                signed_at=clock(),
+            )
+        )
+        return SignedCheckpoint(border.size, root, note)
+
+    # -- read side --------------------------------------------------------
+
+    async def _latest(self, conn: AsyncConnection) -> SignedCheckpoint | None:
+        row = (await conn.execute(_latest_checkpoint, {"log_id": self.log_id})).first()
+        return None if row is None else SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
+
+    async def latest_checkpoint(self) -> SignedCheckpoint:
+        """Return the newest signed checkpoint.
+
+        Raises :class:`SizeNotSignedError` if the log has signed none yet.
+        """
+        async with self.engine.connect() as conn:
+            latest = await self._latest(conn)
+        if latest is None:
+            raise SizeNotSignedError(f"log {self.origin} has not signed a checkpoint yet")
+        return latest
+
+    async def checkpoint(self, size: int | None = None) -> SignedCheckpoint:
+        """Return the checkpoint signed at ``size`` (the latest if None).
+
+        Raises :class:`SizeNotSignedError` if the log never signed that size.
+        """
+        if size is None:
+            return await self.latest_checkpoint()
+        async with self.engine.connect() as conn:
+            return await self._signed(conn, size)
+
+    async def _signed(self, conn: AsyncConnection, size: int) -> SignedCheckpoint:
+        cached = self._checkpoints.get(size)
+        if cached is not None:
+            return cached
+        params = {"log_id": self.log_id, "size": size}
+        row = (await conn.execute(_checkpoint_at, params)).first()
+        if row is None:
+            raise SizeNotSignedError(f"log {self.origin} never signed a checkpoint at size {size}")
+        signed = SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
+        self._checkpoints[size] = signed
+        return signed
+
+    async def _resolve(self, conn: AsyncConnection, size: int | None) -> SignedCheckpoint:
+        if size is not None:
+            return await self._signed(conn, size)
+        latest = await self._latest(conn)
+        if latest is None:
+            raise SizeNotSignedError(f"log {self.origin} has not signed a checkpoint yet")
+        return latest
+
+    async def _fetch_nodes(
+        self, conn: AsyncConnection, nodes: Iterable[NodeId]
+    ) -> dict[NodeId, bytes]:
+        """Read the hashes of complete subtrees from the rows of the entries that completed them."""
+        wanted = list(nodes)
+        if not wanted:
+            return {}
+        homes = sorted({node_home(n) for n in wanted})
+        params = {"log_id": self.log_id, "idxs": homes}
+        rows = {int(i): (bytes(lh), bytes(ns)) for i, lh, ns in await conn.execute(
+            _entry_rows_by_idx, params
+        )}
+        found: dict[NodeId, bytes] = {}
+        for node in wanted:
+            level, _ = node
+            leaf, above = rows[node_home(node)]
+            found[node] = leaf if level == 0 else above[(level - 1) * HASH_SIZE : level * HASH_SIZE]
+        return found
+
+    async def node_hashes(self, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        """Return the hashes of complete subtrees (which must lie within the stored tree)."""
+        async with self.engine.connect() as conn:
+            return await self._fetch_nodes(conn, nodes)
+
+    async def inclusion_proof(
+        self, index: int, size: int | None = None
+    ) -> tuple[list[bytes], SignedCheckpoint]:
+        """Return the inclusion proof of entry ``index`` at a signed size, and that checkpoint.
+
+        Raises :class:`SizeNotSignedError` for a size never signed and
+        :class:`IndexOutOfRangeError` for an index not below the size.
+        """
+        async with self.engine.connect() as conn:
+            checkpoint = await self._resolve(conn, size)
+            if not 0 <= index < checkpoint.size:
+                raise IndexOutOfRangeError(
+                    f"index {index} is not below tree size {checkpoint.size}"
+                )
+            plan = inclusion_plan(index, checkpoint.size)
+            hashes = await self._fetch_nodes(conn, plan.nodes())
+        return plan.assemble(hashes), checkpoint
+
+    async def index_of(self, leaf_hash_: bytes) -> int:
+        """Return the index of the entry with this leaf hash; :class:`EntryNotFoundError` if none."""
+        query = select(Entry.idx).where(Entry.log_id == self.log_id, Entry.leaf_hash == leaf_hash_)
+        async with self.engine.connect() as conn:
+            index = (await conn.execute(query)).scalar_one_or_none()
+        if index is None:
+            raise EntryNotFoundError(f"log {self.origin} has no entry with leaf hash {leaf_hash_.hex()}")
+        return int(index)
+
+    async def consistency_proof(
+        self, old_size: int, new_size: int | None = None
+    ) -> tuple[list[bytes], SignedCheckpoint]:
+        """Return the consistency proof between two signed sizes, and the newer checkpoint.
+
+        ``old_size`` 0 needs no checkpoint. Raises :class:`SizeNotSignedError`
+        or :class:`IndexOutOfRangeError` (old size above the new one).
+        """
+        async with self.engine.connect() as conn:
+            new = await self._resolve(conn, new_size)
+            if old_size > new.size:
+                raise IndexOutOfRangeError(f"old size {old_size} exceeds new size {new.size}")
+            if old_size != 0:
+                await self._signed(conn, old_size)
+            plan = consistency_plan(old_size, new.size)
+            hashes = await self._fetch_nodes(conn, plan.nodes())
+        return plan.assemble(hashes), new
+
+    async def entries(
+        self, start: int, end: int, *, batch: int = 1000
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Yield the entries ``[start, end)`` in order, ``batch`` at a time.
+
+        The caller checks the range against a signed size; this reads what is stored.
+        """
+        position = start
+        while position < end:
+            stop = min(end, position + batch)
+            query = (
+                select(Entry.idx, Entry.data)
+                .where(Entry.log_id == self.log_id, Entry.idx >= position, Entry.idx < stop)
+                .order_by(Entry.idx)
+            )
+            async with self.engine.connect() as conn:
+                rows = [(int(i), bytes(d)) for i, d in await conn.execute(query)]
+            if len(rows) != stop - position:
+                raise IndexOutOfRangeError(f"entries [{position}, {stop}) are not all stored")
+            yield rows
+            position = stop
+
+    async def entry(self, index: int) -> bytes:
+        """Return one entry's bytes; :class:`IndexOutOfRangeError` if it is not stored."""
+        query = select(Entry.data).where(Entry.log_id == self.log_id, Entry.idx == index)
+        async with self.engine.connect() as conn:
+            data = (await conn.execute(query)).scalar_one_or_none()
+        if data is None:
+            raise IndexOutOfRangeError(f"log {self.origin} has no entry {index}")
+        return bytes(data)
+
+    async def receipt(self, index: int, size: int | None = None) -> Receipt:
+        """Return the C2SP tlog-proof@v1 receipt of entry ``index`` at a signed size."""
+        proof, checkpoint = await self.inclusion_proof(index, size)
+        data = await self.entry(index)
+        return Receipt(index, tuple(proof), checkpoint.note, data)
+
+    # -- checking ---------------------------------------------------------
+
+    async def fsck(self, verifier: Verifier | None = None, *, batch: int = 5000) -> int:
+        """Recompute every hash from the entries and check every stored checkpoint.
+
+        Checks that indices run from 0 without gaps, each stored leaf hash and
+        subtree hash equals its recomputation, and each checkpoint's root equals
+        the recomputed root at its size and its note is signed by the log key
+        (``verifier``, or the key recorded with the log). Returns the number of
+        entries checked; raises :class:`FsckError` naming the first mismatch.
+        """
+        verifier = verifier or Verifier.from_vkey(self.vkey)
+        query = (
+            select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note)
+            .where(CheckpointRow.log_id == self.log_id)
+            .order_by(CheckpointRow.size)
+        )
+        async with self.engine.connect() as conn:
+            checkpoints = [(int(s), bytes(r), n) for s, r, n in await conn.execute(query)]
+            size = await self._size(conn)
+        pending = iter(checkpoints)
+        next_cp = next(pending, None)
+        border = CompactRange()
+
+        def check_checkpoints() -> None:
+            nonlocal next_cp
+            while next_cp is not None and next_cp[0] == border.size:
+                _check_checkpoint(self.origin, verifier, border, *next_cp)
+                next_cp = next(pending, None)
+
+        check_checkpoints()
+        position = 0
+        while position < size:
+            stop = min(size, position + batch)
+            query_rows = (
+                select(Entry.idx, Entry.leaf_hash, Entry.nodes, Entry.data)
+                .where(Entry.log_id == self.log_id, Entry.idx >= position, Entry.idx < stop)
+                .order_by(Entry.idx)
+            )
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query_rows)).all()
+            for idx, stored_leaf, stored_nodes, data in rows:
+                if idx != border.size:
+                    raise FsckError(f"entry {border.size} is missing (next stored index is {idx})")
+                computed = leaf_hash(bytes(data))
+                if bytes(stored_leaf) != computed:
+                    raise FsckError(
+                        f"entry {idx}: stored leaf hash {bytes(stored_leaf).hex()} "
+                        f"!= computed {computed.hex()}"
+                    )
+                completed = border.append(computed)
+                if bytes(stored_nodes) != b"".join(completed[1:]):
+                    raise FsckError(f"entry {idx}: stored subtree hashes differ from recomputed")
+                check_checkpoints()
+            if len(rows) != stop - position:
+                raise FsckError(f"entry {border.size} is missing")
+            position = stop
+        if next_cp is not None:
+            raise FsckError(
+                f"checkpoint at size {next_cp[0]} is beyond the {size} stored entries"
+            )
+        return size
+
+
+def _check_checkpoint(
+    origin: str, verifier: Verifier, border: CompactRange, size: int, root: bytes, note: str
+) -> None:
+    try:
+        signed = open_checkpoint(note, verifier)
+    except LedgerError as e:
+        raise FsckError(f"checkpoint at size {size}: {e}") from e
+    computed = border.root()
+    if root != computed:
+        raise FsckError(
+            f"checkpoint at size {size}: stored root {root.hex()} != computed {computed.hex()}"
+        )
+    if (signed.origin, signed.size, signed.root_hash) != (origin, size, computed):
+        raise FsckError(
+            f"checkpoint at size {size}: its note says origin {signed.origin!r}, "
+            f"size {signed.size}, root {signed.root_hash.hex()}"
+        )
+
+
+def _insert_ignore(
+    engine: AsyncEngine, table: type[Log], values: dict[str, object], keys: list[str]
+) -> Executable:
+    """An INSERT that does nothing if a row with the same ``keys`` exists."""
+    if is_sqlite(engine):
+        return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
+    return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
+
+
+class Sequencer:
+    """Batches one process's concurrent appends to a log into shared transactions.
+
+    Appends wait in a queue; one worker task takes everything queued (up to
+    ``max_batch``), sequences it in one transaction with one checkpoint, and
+    answers each waiting append. While it writes, new appends queue for the
+    next batch, so batch size grows with load and latency stays one commit.
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        signer: Signer,
+        *,
+        max_batch: int = 4096,
+        clock: Clock = utc_now,
+    ) -> None:
+        """Serve appends to ``store``, signing checkpoints with ``signer``."""
+        self.store = store
+        self.signer = signer
+        self.max_batch = max_batch
+        self.clock = clock
+        self._queue: list[tuple[bytes, asyncio.Future[Appended]]] = []
+        self._worker: asyncio.Task[None] | None = None
+        # One transaction at a time from this process: others would only wait
+        # for the database lock and reload the tree border.
+        self._write = asyncio.Lock()
+
+    async def append(self, data: bytes) -> Appended:
+        """Append one entry; return its index once a signed checkpoint covers it."""
+        if len(data) > MAX_ENTRY_SIZE:
+            raise EntryTooLargeError(f"entry is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}")
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append((data, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def append_batch(self, datas: Sequence[bytes]) -> tuple[list[int], SignedCheckpoint]:
+        """Append many entries in transactions of :data:`BULK_CHUNK`; return indices and last checkpoint."""
+        indices: list[int] = []
+        checkpoint: SignedCheckpoint | None = None
+        for start in range(0, len(datas), BULK_CHUNK):
+            async with self._write:
+                chunk_indices, checkpoint = await self.store.sequence(
+                    datas[start : start + BULK_CHUNK], self.signer, clock=self.clock
+                )
+            indices.extend(chunk_indices)
+        if checkpoint is None:
+            checkpoint = await self.store.latest_checkpoint()
+        return indices, checkpoint
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            try:
+                async with self._write:
+                    indices, checkpoint = await self.store.sequence(
+                        [data for data, _ in batch], self.signer, clock=self.clock
+                    )
+            except Exception as e:  # noqa: BLE001 - handed to every waiting append
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, future), index in zip(batch, indices, strict=True):
+                if not future.done():
+                    future.set_result(Appended(index, checkpoint))
+
+    async def close(self) -> None:
+        """Finish the batch in progress and stop."""
+        if self._worker is not None:
+            await self._worker

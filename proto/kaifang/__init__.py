@@ -1,0 +1,1 @@
+"""Kaifang: generated protobuf and gRPC code (kaifang.*.v1)."""
