@@ -17,6 +17,7 @@ these. The tree::
     ├── ReceiptError                a tlog-proof@v1 receipt is malformed or does not verify
     ├── KeyFileError                a key file is missing, malformed or too readable
     ├── TileError                   a tile path or tile contents are malformed
+    ├── InvalidArgumentError        a request field is malformed (names the field)
     └── StoreError                  the stored log cannot answer or accept a request
         ├── EntryTooLargeError      an entry exceeds the maximum entry size
         ├── IndexOutOfRangeError    an index or size lies beyond the log
@@ -75,6 +76,16 @@ class KeyFileError(LedgerError):
 
 class TileError(LedgerError):
     """A C2SP tlog-tiles path or tile is malformed."""
+
+
+class InvalidArgumentError(LedgerError):
+    """A request field is malformed; ``field`` names it (a protobuf field path)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        """Describe why ``field`` is refused."""
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 class StoreError(LedgerError):

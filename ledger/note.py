@@ -24,7 +24,7 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -55,10 +55,10 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 def b64decode_canonical(text: str) -> bytes:
     """Decode standard base64 (RFC 4648 §4), accepting only the canonical encoding.
 
-    Rejecting non-canonical spellings (bad padding, non-zero trailing bits,
-    characters outside the alphabet) means one value has one text, so a
-    tampered note cannot keep its bytes while changing its text.
-    Raises ``ValueError`` (``binascii.Error`` is one) if ``text`` is not that.
+    Rejecting other spellings (missing padding, non-zero unused bits,
+    characters outside the alphabet) gives each value one text, so two notes,
+    checkpoints or receipts are equal as text exactly when they are equal as
+    values. Raises ``ValueError`` (``binascii.Error`` is one) otherwise.
     """
     raw = base64.b64decode(text, validate=True)  # ValueError on non-ASCII or bad chars
     if base64.b64encode(raw).decode("ascii") != text:
@@ -459,10 +459,9 @@ def parse_note(note: str | bytes) -> Note:
     return Note(body, tuple(_parse_signature_line(line) for line in lines))
 
 
-V = TypeVar("V", bound=NoteVerifier)
-
-
-def open_note(note: str | bytes, verifiers: Iterable[V]) -> tuple[Note, list[V]]:
+def open_note(
+    note: str | bytes, verifiers: Iterable[NoteVerifier]
+) -> tuple[Note, list[NoteVerifier]]:
     """Parse ``note`` and verify its signatures by the known ``verifiers``.
 
     Follows the spec's rules: a signature line whose (name, key ID) matches no
@@ -482,7 +481,7 @@ def open_note(note: str | bytes, verifiers: Iterable[V]) -> tuple[Note, list[V]]
                 raise ValueError(f"two verifiers share the key {a.name}+{a.key_id.hex()}")
     parsed = parse_note(note)
     message = parsed.text.encode("utf-8")
-    verified: list[V] = []
+    verified: list[NoteVerifier] = []
     for sig in parsed.signatures:
         match = next(
             (v for v in known if v.name == sig.name and hmac.compare_digest(v.key_id, sig.key_id)),

@@ -49,6 +49,8 @@ class Receipt:
     index: int
     proof: tuple[bytes, ...]
     checkpoint_note: str
+    # None omits the ``extra`` line; b"" (an empty entry) writes "extra " with
+    # empty base64, which is still extra data present.
     extra: bytes | None = None
 
     def __post_init__(self) -> None:
@@ -58,10 +60,6 @@ class Receipt:
             raise ReceiptError(f"inclusion proof has more than {MAX_PROOF_HASHES} hashes")
         if any(len(h) != merkle.HASH_SIZE for h in self.proof):
             raise ReceiptError(f"a proof hash is not {merkle.HASH_SIZE} bytes")
-        # The spec omits the line when there is no extra data, so an empty
-        # ``extra`` line would be a second spelling of "none".
-        if self.extra is not None and not self.extra:
-            raise ReceiptError("extra data is empty; use None for no extra data")
         try:
             parse_checkpoint(parse_note(self.checkpoint_note).text)
         except (NoteError, CheckpointError) as e:

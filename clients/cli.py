@@ -1,0 +1,282 @@
+"""The ``kaifang`` command line: run a node, and operate on a ledger database.
+
+``kaifang node`` runs an exchange node; ``kaifang migrate`` brings a database
+to the current schema; ``kaifang ledger …`` are the operator's tools for a
+log: initialise, append, print checkpoints, receipts and proofs, export
+tiles, check integrity (fsck) and verify a receipt offline.
+
+Exit status: 0 on success, 1 when an operation or a verification fails
+(the reason on stderr), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from exchange.config import ConfigError, NodeConfig, load_config
+from ledger.db import create_engine, migrate
+from ledger.errors import LedgerError
+from ledger.keys import load_key_file, load_or_create_key_file
+from ledger.note import Verifier
+from ledger.receipt import verify_receipt
+from ledger.store import LogStore, Sequencer
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user should read."""
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    return load_config(args.config)
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    return str(args.db) if args.db else _config(args).database
+
+
+async def _with_engine(url: str, body: Callable[[AsyncEngine], Awaitable[int]]) -> int:
+    engine = create_engine(url)
+    try:
+        return await body(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _open(engine: AsyncEngine, origin: str | None) -> LogStore:
+    return await LogStore.open(engine, origin)
+
+
+# -- commands -------------------------------------------------------------
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from exchange.server import run_node  # noqa: PLC0415 - grpc is only needed here
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_node(_config(args)))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        await migrate(engine)
+        print("database is at the current schema")
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        await migrate(engine)
+        signer = load_or_create_key_file(args.key_file, args.origin)
+        await LogStore.create(engine, args.origin, signer.verifier_key())
+        print(signer.verifier_key())
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_vkey(args: argparse.Namespace) -> int:
+    signer = load_key_file(args.key_file)
+    if args.origin is not None and signer.name != args.origin:
+        raise CommandError(f"{args.key_file} holds the key of {signer.name!r}, not {args.origin!r}")
+    print(signer.verifier_key())
+    return 0
+
+
+def _read_lines(path: str) -> list[bytes]:
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line is not an empty entry
+    return lines
+
+
+def cmd_append(args: argparse.Namespace) -> int:
+    lines = _read_lines(args.file)
+
+    async def body(engine: AsyncEngine) -> int:
+        signer = load_key_file(args.key_file)
+        if signer.name != args.origin:
+            raise CommandError(f"{args.key_file} holds the key of {signer.name!r}")
+        store = await _open(engine, args.origin)
+        indices, checkpoint = await Sequencer(store, signer).append_batch(lines)
+        print("\n".join(str(i) for i in indices))
+        print(f"checkpoint at size {checkpoint.size}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        store = await _open(engine, args.origin)
+        print((await store.checkpoint(args.size)).note, end="")
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        store = await _open(engine, args.origin)
+        print((await store.receipt(args.index, args.size)).format(), end="")
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        store = await _open(engine, args.origin)
+        proof, _ = await store.consistency_proof(args.old, args.new)
+        for h in proof:
+            print(base64.b64encode(h).decode())
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_tiles(args: argparse.Namespace) -> int:
+    from ledger.tiles import export_tiles  # noqa: PLC0415
+
+    async def body(engine: AsyncEngine) -> int:
+        store = await _open(engine, args.origin)
+        stats = await export_tiles(store, Path(args.dir), args.size)
+        print(stats)
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    async def body(engine: AsyncEngine) -> int:
+        store = await _open(engine, args.origin)
+        verifier = Verifier.from_vkey(args.vkey) if args.vkey else None
+        count = await store.fsck(verifier)
+        print(f"ok: {count} entries and every checkpoint of {store.origin} check out")
+        return 0
+
+    return asyncio.run(_with_engine(_db_url(args), body))
+
+
+def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    checkpoint = verify_receipt(text, Verifier.from_vkey(args.vkey))
+    print(f"ok: receipt verifies against {checkpoint.origin} at size {checkpoint.size}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the whole command line."""
+    parser = argparse.ArgumentParser(prog="kaifang", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--config", type=Path, default=None, help="node configuration file (default: var/ defaults)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    node = commands.add_parser("node", help="run an exchange node")
+    node.set_defaults(func=cmd_node)
+
+    db_help = "SQLAlchemy database URL (default: the node's configured database)"
+    mig = commands.add_parser("migrate", help="migrate the database to the current schema")
+    mig.add_argument("--db", help=db_help)
+    mig.set_defaults(func=cmd_migrate)
+
+    ledger = commands.add_parser("ledger", help="operate on a ledger database")
+    sub = ledger.add_subparsers(dest="ledger_command", required=True)
+
+    def db_command(
+        name: str,
+        help_: str,
+        func: Callable[[argparse.Namespace], int],
+        *,
+        origin_required: bool = False,
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--db", help=db_help)
+        origin_help = "the log's origin" + ("" if origin_required else " (default: the only log)")
+        p.add_argument("--origin", required=origin_required, help=origin_help)
+        p.set_defaults(func=func)
+        return p
+
+    p = db_command(
+        "init",
+        "migrate, create the log key if missing, print the verifier key",
+        cmd_init,
+        origin_required=True,
+    )
+    p.add_argument("--key-file", type=Path, required=True)
+
+    p = sub.add_parser("vkey", help="print the verifier key of a key file")
+    p.add_argument("--origin", help="check that the key is this origin's")
+    p.add_argument("--key-file", type=Path, required=True)
+    p.set_defaults(func=cmd_vkey)
+
+    p = db_command(
+        "append",
+        "append each line of FILE as one entry; print the indices",
+        cmd_append,
+        origin_required=True,
+    )
+    p.add_argument("--key-file", type=Path, required=True)
+    p.add_argument("file", metavar="FILE", help="entries, one per line ('-' for stdin)")
+
+    p = db_command("checkpoint", "print the signed checkpoint note", cmd_checkpoint)
+    p.add_argument("--size", type=_non_negative, help="a signed tree size (default: latest)")
+
+    p = db_command("receipt", "print the tlog-proof@v1 receipt of an entry", cmd_receipt)
+    p.add_argument("index", type=_non_negative, metavar="INDEX")
+    p.add_argument("--size", type=_non_negative, help="a signed tree size (default: latest)")
+
+    p = db_command("consistency", "print a consistency proof, one base64 hash a line", cmd_consistency)
+    p.add_argument("old", type=_non_negative, metavar="OLD")
+    p.add_argument("new", type=_non_negative, metavar="NEW")
+
+    p = db_command("tiles", "write or update a C2SP tlog-tiles directory", cmd_tiles)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--size", type=_non_negative, help="a signed tree size (default: latest)")
+
+    p = db_command("fsck", "recompute every hash and check every checkpoint", cmd_fsck)
+    p.add_argument("--vkey", help="verifier key to check signatures with (default: the stored one)")
+
+    p = sub.add_parser("verify-receipt", help="verify a receipt offline; exit 0 only if valid")
+    p.add_argument("--vkey", required=True, help="the log's verifier key")
+    p.add_argument("file", metavar="FILE", help="the receipt ('-' for stdin)")
+    p.set_defaults(func=cmd_verify_receipt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (LedgerError, CommandError, ConfigError, SQLAlchemyError, OSError) as e:
+        print(f"kaifang: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The node process: migrate, load the log key, serve the gRPC APIs until stopped.
+
+Serves ``kaifang.ledger.v1.LedgerService`` plus the standard gRPC health and
+reflection services, so that generic tools (grpcurl, grpc-health-probe) work
+against a node without the project's protos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from exchange.config import NodeConfig
+from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.db import create_engine, migrate
+from ledger.keys import load_or_create_key_file
+from ledger.note import Signer
+from ledger.service import LedgerService
+from ledger.store import LogStore
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 << 20
+GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """A started node: its bound port, its log and key, and its gRPC server."""
+
+    port: int
+    store: LogStore
+    signer: Signer
+    server: grpc.aio.Server
+
+
+@asynccontextmanager
+async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
+    """Start a node for ``config``; stop it and release the database on exit."""
+    engine = create_engine(config.database)
+    try:
+        await migrate(engine)
+        signer = load_or_create_key_file(config.log_key, config.origin)
+        store = await LogStore.create(engine, config.origin, signer.verifier_key())
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(store), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        ledger_name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+        reflection.enable_server_reflection(
+            [ledger_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        port = server.add_insecure_port(config.listen)
+        await server.start()
+        for name in ("", ledger_name):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        try:
+            yield RunningNode(port, store, signer, server)
+        finally:
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(GRACE_S)
+    finally:
+        await engine.dispose()
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run a node until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with start_node(config) as node:
+        host = config.listen.rsplit(":", 1)[0]
+        log.info("log %s, verifier key %s", config.origin, node.signer.verifier_key())
+        log.info("serving kaifang.ledger.v1 on %s:%d", host, node.port)
+        await stop.wait()
+        log.info("stopping")

@@ -1,0 +1,245 @@
+"""``kaifang.ledger.v1.LedgerService``: the ledger's read API over gRPC.
+
+A thin shell over :class:`ledger.store.LogStore`: it validates each request,
+calls the store, and turns domain errors into gRPC statuses in one table
+(:data:`STATUS_OF`), with ``google.rpc.Status`` details — ``BadRequest`` field
+violations for malformed input and ``ErrorInfo`` with a stable reason for the
+rest — so that clients can act on them without parsing messages.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.errors import (
+    EntryNotFoundError,
+    EntryTooLargeError,
+    IndexOutOfRangeError,
+    InvalidArgumentError,
+    LedgerError,
+    ProofShapeError,
+    SizeNotSignedError,
+    UnknownLogError,
+)
+from ledger.merkle import HASH_SIZE
+from ledger.store import LogStore
+
+ERROR_DOMAIN = "ledger.kaifang"
+# Sizes and indices are stored as signed 64-bit integers.
+MAX_INDEX = 2**63 - 1
+DEFAULT_BATCH = 256
+MAX_BATCH = 1000
+# Stay well under gRPC's default 4 MiB message limit whatever the entry sizes.
+MAX_BATCH_BYTES = 1 << 20
+
+# The one table from domain errors to gRPC statuses. Looked up along the
+# exception's MRO, so a subclass maps like its nearest listed ancestor.
+STATUS_OF: Mapping[type[LedgerError], tuple[grpc.StatusCode, str]] = {
+    InvalidArgumentError: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ProofShapeError: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROOF_REQUEST"),
+    EntryTooLargeError: (grpc.StatusCode.INVALID_ARGUMENT, "ENTRY_TOO_LARGE"),
+    IndexOutOfRangeError: (grpc.StatusCode.OUT_OF_RANGE, "BEYOND_LOG"),
+    SizeNotSignedError: (grpc.StatusCode.NOT_FOUND, "SIZE_NOT_SIGNED"),
+    EntryNotFoundError: (grpc.StatusCode.NOT_FOUND, "ENTRY_NOT_FOUND"),
+    UnknownLogError: (grpc.StatusCode.NOT_FOUND, "UNKNOWN_LOG"),
+    LedgerError: (grpc.StatusCode.INTERNAL, "LEDGER_ERROR"),
+}
+
+
+def status_for(error: LedgerError) -> status_pb2.Status:
+    """Return the ``google.rpc.Status`` (code, message, details) for a domain error."""
+    code, reason = next(STATUS_OF[t] for t in type(error).__mro__ if t in STATUS_OF)
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
+    if isinstance(error, InvalidArgumentError):
+        info.metadata["field"] = error.field
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=error.field, description=error.reason
+                )
+            ]
+        )
+        details.append(bad)
+    details.insert(0, info)
+    packed = []
+    for detail in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)
+        packed.append(any_detail)
+    return status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=str(error), details=packed
+    )
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def _unary(
+    method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    """Abort the call with the mapped status when the method raises a domain error."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except LedgerError as e:
+            await context.abort_with_status(rpc_status.to_status(status_for(e)))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def _stream(
+    method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    """As :func:`_unary`, for server-streaming methods."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[Resp]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except LedgerError as e:
+            await context.abort_with_status(rpc_status.to_status(status_for(e)))
+
+    return wrapper
+
+
+def _index(value: int, field: str) -> int:
+    if value > MAX_INDEX:
+        raise InvalidArgumentError(field, f"{value} exceeds the largest possible index 2^63-1")
+    return value
+
+
+class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
+    """Serves the logs of one database; the empty origin names the node's own log."""
+
+    def __init__(self, own: LogStore) -> None:
+        """Serve ``own`` and, by origin, any other log stored in the same database."""
+        self._own = own
+        self._logs: dict[str, LogStore] = {own.origin: own}
+
+    async def _log(self, origin: str) -> LogStore:
+        if not origin:
+            return self._own
+        log = self._logs.get(origin)
+        if log is None:
+            log = await LogStore.open(self._own.engine, origin)
+            self._logs[origin] = log
+        return log
+
+    @staticmethod
+    def _size(message: Any, field: str) -> int | None:
+        return _index(getattr(message, field), field) if message.HasField(field) else None
+
+    async def _check_size(self, log: LogStore, size: int | None, field: str) -> None:
+        """Tell a size beyond the log (OUT_OF_RANGE) from one inside it never signed (NOT_FOUND)."""
+        if size is None:
+            return
+        latest = await log.latest_checkpoint()
+        if size > latest.size:
+            raise IndexOutOfRangeError(f"{field} {size} exceeds the log's size {latest.size}")
+
+    @_unary
+    async def GetCheckpoint(
+        self, request: ledger_pb2.GetCheckpointRequest, context: Any
+    ) -> ledger_pb2.GetCheckpointResponse:
+        log = await self._log(request.origin)
+        size = self._size(request, "tree_size")
+        await self._check_size(log, size, "tree_size")
+        cp = await log.checkpoint(size)
+        return ledger_pb2.GetCheckpointResponse(
+            checkpoint=cp.note, tree_size=cp.size, root_hash=cp.root_hash
+        )
+
+    @_stream
+    async def GetEntries(
+        self, request: ledger_pb2.GetEntriesRequest, context: Any
+    ) -> AsyncIterator[ledger_pb2.GetEntriesResponse]:
+        log = await self._log(request.origin)
+        start = _index(request.start, "start")
+        batch = request.batch_size or DEFAULT_BATCH
+        if batch > MAX_BATCH:
+            raise InvalidArgumentError("batch_size", f"{batch} exceeds the maximum {MAX_BATCH}")
+        latest = (await log.latest_checkpoint()).size
+        end = self._size(request, "end")
+        if end is None:
+            end = latest
+        if end > latest:
+            raise IndexOutOfRangeError(f"end {end} exceeds the log's signed size {latest}")
+        if start > end:
+            raise InvalidArgumentError("start", f"start {start} is after end {end}")
+        response = ledger_pb2.GetEntriesResponse()
+        size = 0
+        async for rows in log.entries(start, end, batch=batch):
+            for index, data in rows:
+                if response.entries and size + len(data) > MAX_BATCH_BYTES:
+                    yield response
+                    response, size = ledger_pb2.GetEntriesResponse(), 0
+                response.entries.add(index=index, data=data)
+                size += len(data)
+            yield response
+            response, size = ledger_pb2.GetEntriesResponse(), 0
+
+    @_unary
+    async def GetInclusionProof(
+        self, request: ledger_pb2.GetInclusionProofRequest, context: Any
+    ) -> ledger_pb2.GetInclusionProofResponse:
+        log = await self._log(request.origin)
+        size = self._size(request, "tree_size")
+        which = request.WhichOneof("leaf")
+        if which == "leaf_hash":
+            if len(request.leaf_hash) != HASH_SIZE:
+                raise InvalidArgumentError(
+                    "leaf_hash", f"is {len(request.leaf_hash)} bytes, not {HASH_SIZE}"
+                )
+            index = await log.index_of(request.leaf_hash)
+        elif which == "index":
+            index = _index(request.index, "index")
+        else:
+            raise InvalidArgumentError("leaf", "set either index or leaf_hash")
+        await self._check_size(log, size, "tree_size")
+        proof, cp = await log.inclusion_proof(index, size)
+        return ledger_pb2.GetInclusionProofResponse(
+            index=index, tree_size=cp.size, hashes=proof, checkpoint=cp.note
+        )
+
+    @_unary
+    async def GetConsistencyProof(
+        self, request: ledger_pb2.GetConsistencyProofRequest, context: Any
+    ) -> ledger_pb2.GetConsistencyProofResponse:
+        log = await self._log(request.origin)
+        old = _index(request.old_size, "old_size")
+        new = self._size(request, "new_size")
+        if new is not None and old > new:
+            raise InvalidArgumentError("old_size", f"old size {old} exceeds new size {new}")
+        await self._check_size(log, new, "new_size")
+        await self._check_size(log, old, "old_size")
+        proof, cp = await log.consistency_proof(old, new)
+        return ledger_pb2.GetConsistencyProofResponse(
+            old_size=old, new_size=cp.size, hashes=proof, checkpoint=cp.note
+        )
+
+    @_unary
+    async def GetReceipt(
+        self, request: ledger_pb2.GetReceiptRequest, context: Any
+    ) -> ledger_pb2.GetReceiptResponse:
+        log = await self._log(request.origin)
+        index = _index(request.index, "index")
+        size = self._size(request, "tree_size")
+        await self._check_size(log, size, "tree_size")
+        receipt = await log.receipt(index, size)
+        return ledger_pb2.GetReceiptResponse(receipt=receipt.format())
