@@ -59,7 +59,7 @@ async def _open(engine: AsyncEngine, origin: str | None) -> LogStore:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from exchange.server import run_node  # noqa: PLC0415 - grpc is only needed here
+    from exchange.server import run_node  # grpc is only needed by the node
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run_node(_config(args)))
@@ -148,7 +148,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_tiles(args: argparse.Namespace) -> int:
-    from ledger.tiles import export_tiles  # noqa: PLC0415
+    from ledger.tiles import export_tiles
 
     async def body(engine: AsyncEngine) -> int:
         store = await _open(engine, args.origin)
@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index", type=_non_negative, metavar="INDEX")
     p.add_argument("--size", type=_non_negative, help="a signed tree size (default: latest)")
 
-    p = db_command("consistency", "print a consistency proof, one base64 hash a line", cmd_consistency)
+    p = db_command(
+        "consistency", "print a consistency proof, one base64 hash a line", cmd_consistency
+    )
     p.add_argument("old", type=_non_negative, metavar="OLD")
     p.add_argument("new", type=_non_negative, metavar="NEW")
 

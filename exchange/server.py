@@ -57,7 +57,8 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
             ]
         )
         ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(store), server)
-        health_servicer = health.aio.HealthServicer()
+        # grpc-stubs does not know the asyncio health servicer.
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         ledger_name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
         reflection.enable_server_reflection(

@@ -28,7 +28,7 @@ _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
 
 NodeId = tuple[int, int]
-"""A complete subtree: ``(level, index)`` covers leaves ``[index << level, (index + 1) << level)``."""
+"""A complete subtree: ``(level, i)`` covers leaves ``[i << level, (i + 1) << level)``."""
 
 
 def leaf_hash(data: bytes) -> bytes:

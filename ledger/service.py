@@ -75,9 +75,13 @@ def status_for(error: LedgerError) -> status_pb2.Status:
         any_detail = any_pb2.Any()
         any_detail.Pack(detail)
         packed.append(any_detail)
-    return status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=str(error), details=packed
-    )
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=str(error), details=packed)
+
+
+async def _abort(context: Any, error: LedgerError) -> None:
+    """End the call with the status for ``error`` (raises, as grpc's abort does)."""
+    # grpc-stubs does not declare the aio context's abort_with_status, hence Any.
+    await context.abort_with_status(rpc_status.to_status(status_for(error)))
 
 
 Req = TypeVar("Req")
@@ -90,11 +94,13 @@ def _unary(
     """Abort the call with the mapped status when the method raises a domain error."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    async def wrapper(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         try:
             return await method(self, request, context)
         except LedgerError as e:
-            await context.abort_with_status(rpc_status.to_status(status_for(e)))
+            await _abort(context, e)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -113,7 +119,7 @@ def _stream(
             async for item in method(self, request, context):
                 yield item
         except LedgerError as e:
-            await context.abort_with_status(rpc_status.to_status(status_for(e)))
+            await _abort(context, e)
 
     return wrapper
 

@@ -309,9 +309,10 @@ class LogStore:
             return {}
         homes = sorted({node_home(n) for n in wanted})
         params = {"log_id": self.log_id, "idxs": homes}
-        rows = {int(i): (bytes(lh), bytes(ns)) for i, lh, ns in await conn.execute(
-            _entry_rows_by_idx, params
-        )}
+        rows = {
+            int(i): (bytes(lh), bytes(ns))
+            for i, lh, ns in await conn.execute(_entry_rows_by_idx, params)
+        }
         found: dict[NodeId, bytes] = {}
         for node in wanted:
             level, _ = node
@@ -343,12 +344,17 @@ class LogStore:
         return plan.assemble(hashes), checkpoint
 
     async def index_of(self, leaf_hash_: bytes) -> int:
-        """Return the index of the entry with this leaf hash; :class:`EntryNotFoundError` if none."""
+        """Return the index of the entry with this leaf hash.
+
+        Raises :class:`EntryNotFoundError` if the log holds no such entry.
+        """
         query = select(Entry.idx).where(Entry.log_id == self.log_id, Entry.leaf_hash == leaf_hash_)
         async with self.engine.connect() as conn:
             index = (await conn.execute(query)).scalar_one_or_none()
         if index is None:
-            raise EntryNotFoundError(f"log {self.origin} has no entry with leaf hash {leaf_hash_.hex()}")
+            raise EntryNotFoundError(
+                f"log {self.origin} has no entry with leaf hash {leaf_hash_.hex()}"
+            )
         return int(index)
 
     async def consistency_proof(
@@ -464,9 +470,7 @@ class LogStore:
                 raise FsckError(f"entry {border.size} is missing")
             position = stop
         if next_cp is not None:
-            raise FsckError(
-                f"checkpoint at size {next_cp[0]} is beyond the {size} stored entries"
-            )
+            raise FsckError(f"checkpoint at size {next_cp[0]} is beyond the {size} stored entries")
         return size
 
 
@@ -537,7 +541,10 @@ class Sequencer:
         return await asyncio.shield(future)
 
     async def append_batch(self, datas: Sequence[bytes]) -> tuple[list[int], SignedCheckpoint]:
-        """Append many entries in transactions of :data:`BULK_CHUNK`; return indices and last checkpoint."""
+        """Append many entries, :data:`BULK_CHUNK` per transaction.
+
+        Returns every entry's index and the last checkpoint signed.
+        """
         indices: list[int] = []
         checkpoint: SignedCheckpoint | None = None
         for start in range(0, len(datas), BULK_CHUNK):
@@ -559,7 +566,7 @@ class Sequencer:
                     indices, checkpoint = await self.store.sequence(
                         [data for data, _ in batch], self.signer, clock=self.clock
                     )
-            except Exception as e:  # noqa: BLE001 - handed to every waiting append
+            except Exception as e:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(e)

@@ -95,7 +95,7 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
 
 async def create_database(server: PostgresServer, name: str) -> str:
     """Create an empty database on the server and return its SQLAlchemy URL."""
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL leg needs the driver
+    import asyncpg  # only the PostgreSQL leg needs the driver
 
     conn = await asyncpg.connect(server.dsn("postgres"))
     try:

@@ -37,9 +37,7 @@ def upgrade() -> None:
         sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("nodes", sa.LargeBinary(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["log_id"], ["logs.id"], name=op.f("fk_entries_log_id_logs")
-        ),
+        sa.ForeignKeyConstraint(["log_id"], ["logs.id"], name=op.f("fk_entries_log_id_logs")),
         sa.PrimaryKeyConstraint("log_id", "idx", name=op.f("pk_entries")),
         sa.UniqueConstraint("log_id", "leaf_hash", name="uq_entries_log_id_leaf_hash"),
     )
@@ -50,9 +48,7 @@ def upgrade() -> None:
         sa.Column("root_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["log_id"], ["logs.id"], name=op.f("fk_checkpoints_log_id_logs")
-        ),
+        sa.ForeignKeyConstraint(["log_id"], ["logs.id"], name=op.f("fk_checkpoints_log_id_logs")),
         sa.PrimaryKeyConstraint("log_id", "size", name=op.f("pk_checkpoints")),
     )
     _refuse_changes(APPEND_ONLY)

@@ -63,9 +63,7 @@ async def test_duplicate_entries_get_their_first_index_back(
     assert cp2 == cp
 
 
-async def test_dedup_survives_reopening_the_store(
-    engine: AsyncEngine, signer: Signer
-) -> None:
+async def test_dedup_survives_reopening_the_store(engine: AsyncEngine, signer: Signer) -> None:
     store = await _store(engine, signer)
     await store.sequence([b"one", b"two"], signer)
     reopened = await LogStore.open(engine, ORIGIN)
