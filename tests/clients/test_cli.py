@@ -1,0 +1,161 @@
+"""The operator's ``kaifang ledger`` commands, end to end on a real database."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import text
+
+from clients.cli import main
+from ledger.checkpoint import open_checkpoint
+from ledger.merkle import leaf_hash, root_hash, verify_consistency
+from ledger.note import Verifier
+
+ORIGIN = "cli.kaifang.example/log"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def log(tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, Path, str]:
+    key = tmp_path / "log.key"
+    code, out, _ = run(
+        capsys, "ledger", "init", "--db", db_url, "--origin", ORIGIN, "--key-file", str(key)
+    )
+    assert code == 0
+    return db_url, key, out.strip()
+
+
+def test_init_creates_a_private_key_and_prints_its_verifier_key(
+    log: tuple[str, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key, vkey = log
+    assert vkey.startswith(ORIGIN + "+")
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    assert (
+        run(capsys, "ledger", "vkey", "--origin", ORIGIN, "--key-file", str(key))[1].strip() == vkey
+    )
+    # Initialising again keeps the key.
+    code, out, _ = run(
+        capsys, "ledger", "init", "--db", db, "--origin", ORIGIN, "--key-file", str(key)
+    )
+    assert (code, out.strip()) == (0, vkey)
+
+
+def test_append_checkpoint_receipt_consistency_and_fsck(
+    log: tuple[str, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key, vkey = log
+    entries = [b"alpha", b"beta", b"gamma", b"beta", b"delta"]
+    first = tmp_path / "first"
+    first.write_bytes(b"\n".join(entries[:3]) + b"\n")
+    code, out, _ = run(
+        capsys,
+        "ledger",
+        "append",
+        "--db",
+        db,
+        "--origin",
+        ORIGIN,
+        "--key-file",
+        str(key),
+        str(first),
+    )
+    assert (code, out.split()) == (0, ["0", "1", "2"])
+    second = tmp_path / "second"
+    second.write_bytes(b"\n".join(entries[3:]))  # no final newline: still two entries
+    code, out, _ = run(
+        capsys,
+        "ledger",
+        "append",
+        "--db",
+        db,
+        "--origin",
+        ORIGIN,
+        "--key-file",
+        str(key),
+        str(second),
+    )
+    assert (code, out.split()) == (0, ["1", "3"])
+
+    verifier = Verifier.from_vkey(vkey)
+    code, note, _ = run(capsys, "ledger", "checkpoint", "--db", db)
+    latest = open_checkpoint(note, verifier)
+    distinct = [b"alpha", b"beta", b"gamma", b"delta"]
+    assert (latest.size, latest.root_hash) == (4, root_hash([leaf_hash(e) for e in distinct]))
+    code, note3, _ = run(capsys, "ledger", "checkpoint", "--db", db, "--size", "3")
+    old = open_checkpoint(note3, verifier)
+    assert old.size == 3
+
+    code, out, _ = run(capsys, "ledger", "consistency", "--db", db, "3", "4")
+    proof = [base64.b64decode(line) for line in out.split()]
+    verify_consistency(3, 4, proof, old.root_hash, latest.root_hash)
+
+    code, receipt, _ = run(capsys, "ledger", "receipt", "--db", db, "2", "--size", "3")
+    assert code == 0
+    path = tmp_path / "receipt"
+    path.write_text(receipt)
+    assert run(capsys, "ledger", "verify-receipt", "--vkey", vkey, str(path))[0] == 0
+    path.write_text(receipt.replace("index 2", "index 1"))
+    code, _, err = run(capsys, "ledger", "verify-receipt", "--vkey", vkey, str(path))
+    assert code == 1 and "error" in err
+
+    code, out, _ = run(capsys, "ledger", "fsck", "--db", db)
+    assert code == 0 and "4 entries" in out
+
+
+def test_reads_of_sizes_never_signed_fail_cleanly(
+    log: tuple[str, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key, _ = log
+    src = tmp_path / "in"
+    src.write_bytes(b"a\nb\n")
+    run(
+        capsys, "ledger", "append", "--db", db, "--origin", ORIGIN, "--key-file", str(key), str(src)
+    )
+    for argv in (["checkpoint", "--size", "1"], ["receipt", "5"], ["consistency", "1", "2"]):
+        code, _, err = run(capsys, "ledger", *argv, "--db", db)
+        assert code == 1, argv
+        assert err.startswith("kaifang: error:")
+
+
+def test_world_readable_key_file_is_refused(
+    log: tuple[str, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, key, _ = log
+    key.chmod(0o644)
+    code, _, err = run(capsys, "ledger", "vkey", "--key-file", str(key))
+    assert code == 1 and "other users" in err
+    assert "PRIVATE" not in err
+
+
+def test_fsck_names_the_first_tampered_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLite only: tampering needs the append-only triggers dropped, as an
+    # attacker with the file could do; fsck must still notice.
+    db_file = tmp_path / "t.db"
+    db = f"sqlite+aiosqlite:///{db_file}"
+    key = tmp_path / "k"
+    run(capsys, "ledger", "init", "--db", db, "--origin", ORIGIN, "--key-file", str(key))
+    src = tmp_path / "in"
+    src.write_bytes(b"\n".join(f"entry {i}".encode() for i in range(20)))
+    run(
+        capsys, "ledger", "append", "--db", db, "--origin", ORIGIN, "--key-file", str(key), str(src)
+    )
+    sync = create_sync_engine(f"sqlite:///{db_file}")
+    with sync.begin() as conn:
+        conn.execute(text("DROP TRIGGER entries_no_update"))
+        conn.execute(text("UPDATE entries SET data = CAST('forged' AS BLOB) WHERE idx = 13"))
+    sync.dispose()
+    code, _, err = run(capsys, "ledger", "fsck", "--db", db)
+    assert code == 1
+    assert "entry 13" in err and "leaf hash" in err
