@@ -106,10 +106,12 @@ def test_append_checkpoint_receipt_consistency_and_fsck(
     assert run(capsys, "ledger", "verify-receipt", "--vkey", vkey, str(path))[0] == 0
     path.write_text(receipt.replace("index 2", "index 1"))
     code, _, err = run(capsys, "ledger", "verify-receipt", "--vkey", vkey, str(path))
-    assert code == 1 and "error" in err
+    assert code == 1
+    assert "error" in err
 
     code, out, _ = run(capsys, "ledger", "fsck", "--db", db)
-    assert code == 0 and "4 entries" in out
+    assert code == 0
+    assert "4 entries" in out
 
 
 def test_reads_of_sizes_never_signed_fail_cleanly(
@@ -133,7 +135,8 @@ def test_world_readable_key_file_is_refused(
     _, key, _ = log
     key.chmod(0o644)
     code, _, err = run(capsys, "ledger", "vkey", "--key-file", str(key))
-    assert code == 1 and "other users" in err
+    assert code == 1
+    assert "other users" in err
     assert "PRIVATE" not in err
 
 
@@ -158,4 +161,5 @@ def test_fsck_names_the_first_tampered_entry(
     sync.dispose()
     code, _, err = run(capsys, "ledger", "fsck", "--db", db)
     assert code == 1
-    assert "entry 13" in err and "leaf hash" in err
+    assert "entry 13" in err
+    assert "leaf hash" in err

@@ -141,7 +141,14 @@ def test_bad_paths_are_rejected(path: str) -> None:
 
 @pytest.mark.parametrize(
     ("level", "index", "width"),
-    [(-1, 0, 256), (64, 0, 256), (0, -1, 256), (0, MAX_TILE_INDEX + 1, 256), (0, 0, 0), (0, 0, 257)],
+    [
+        (-1, 0, 256),
+        (64, 0, 256),
+        (0, -1, 256),
+        (0, MAX_TILE_INDEX + 1, 256),
+        (0, 0, 0),
+        (0, 0, 257),
+    ],
 )
 def test_impossible_tiles_have_no_path(level: int, index: int, width: int) -> None:
     with pytest.raises(ValueError, match="tile"):
@@ -186,22 +193,21 @@ def test_tiles_for_size(size: int, expected: list[Tile]) -> None:
     assert tiles_for_size(size) == expected
 
 
-@given(st.integers(0, 2**63 - 1))
-def test_partial_tile_widths_follow_the_spec_formula(size: int) -> None:
+@given(st.integers(0, 2**20))
+def test_tile_widths_follow_the_spec_formula(size: int) -> None:
     # "The partial tile at level l for a tree of size s has floor(s / 256**l)
-    # mod 256 entries", and a level's full tiles precede it.
-    by_level: dict[int, list[Tile]] = {}
-    for t in tiles_for_size(size) if size < 2**20 else []:
-        by_level.setdefault(t.level, []).append(t)
-    for level, level_tiles in by_level.items():
+    # mod 256 entries"; the full tiles of a level come before it.
+    by_level: dict[int, list[int]] = {}
+    for t in tiles_for_size(size):
+        by_level.setdefault(t.level, []).append(t.width)
+    levels = 0
+    while size >= 256**levels:
+        levels += 1
+    assert sorted(by_level) == list(range(levels if size else 0))
+    for level, widths in by_level.items():
         partial = (size // 256**level) % 256
         full = size // 256 ** (level + 1)
-        assert [t.width for t in level_tiles] == [256] * full + ([partial] if partial else [])
-    # Large sizes: only the partial tiles, which the formula alone gives.
-    level = 0
-    while size >> (8 * level):
-        level += 1
-    assert level <= 8
+        assert widths == [256] * full + ([partial] if partial else [])
 
 
 # -- contents ------------------------------------------------------------------
@@ -253,19 +259,36 @@ def test_hash_tiles_decode() -> None:
 # -- export ------------------------------------------------------------------
 
 
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """The export directory; beside, not around, the SQLite database in tmp_path."""
+    return tmp_path / "export"
+
+
 async def _store(engine: AsyncEngine, signer: Signer) -> LogStore:
     return await LogStore.create(engine, ORIGIN, signer.verifier_key())
 
 
 def _entries(start: int, stop: int) -> list[bytes]:
-    # Varied lengths, the empty entry included, so that bundle framing matters.
-    return [f"entry-{i}".encode() * (i % 7) for i in range(start, stop)]
+    # Distinct entries (the log dedups) of varied lengths, with the empty entry
+    # and one of the largest size, so that bundle framing matters.
+    def entry(i: int) -> bytes:
+        if i == 0:
+            return b""
+        if i == 5:
+            return b"\xab" * 0xFFFF
+        return f"entry-{i};".encode() * (i % 7 + 1)
+
+    return [entry(i) for i in range(start, stop)]
+
+
+def _publish(directory: Path, note: str) -> None:
+    directory.mkdir()
+    (directory / "checkpoint").write_text(note)
 
 
 def _files(directory: Path) -> set[str]:
-    return {
-        p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()
-    }
+    return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
 
 
 def _read_tile(directory: Path, level: int, index: int, width: int) -> list[bytes]:
@@ -316,17 +339,17 @@ def _client_read(directory: Path, verifier: Verifier) -> tuple[Checkpoint, list[
 
 
 async def test_export_reads_back_as_a_tile_client_would(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     store = await _store(engine, signer)
     data = _entries(0, 700)
     _, cp = await store.sequence(data, signer)
-    stats = await export_tiles(store, tmp_path)
+    stats = await export_tiles(store, out)
     assert (stats.size, stats.tiles_written, stats.tiles_skipped) == (700, 4, 0)
     assert (stats.bundles_written, stats.bundles_skipped, stats.checkpoint_written) == (3, 0, True)
     # 700 = 2 * 256 + 188: two full level-0 tiles and a partial one of 188;
     # level 1 has two nodes of height 8, so a partial tile of width 2.
-    assert _files(tmp_path) == {
+    assert _files(out) == {
         "checkpoint",
         "tile/0/000",
         "tile/0/001",
@@ -336,19 +359,19 @@ async def test_export_reads_back_as_a_tile_client_would(
         "tile/entries/001",
         "tile/entries/002.p/188",
     }
-    assert (tmp_path / "tile/0/000").stat().st_size == 8192
-    assert (tmp_path / "checkpoint").read_text() == cp.note
-    checkpoint, entries = _client_read(tmp_path, signer.verifier())
+    assert (out / "tile/0/000").stat().st_size == 8192
+    assert (out / "checkpoint").read_text() == cp.note
+    checkpoint, entries = _client_read(out, signer.verifier())
     assert (checkpoint.origin, checkpoint.size, checkpoint.root_hash) == (ORIGIN, 700, cp.root_hash)
     assert entries == data
 
 
-async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, tmp_path: Path) -> None:
+async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, out: Path) -> None:
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 300), signer)
-    first = await export_tiles(store, tmp_path)
+    first = await export_tiles(store, out)
     assert (first.tiles_written, first.bundles_written) == (3, 2)
-    assert _files(tmp_path) == {
+    assert _files(out) == {
         "checkpoint",
         "tile/0/000",
         "tile/0/001.p/44",
@@ -356,17 +379,17 @@ async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, tmp_pa
         "tile/entries/000",
         "tile/entries/001.p/44",
     }
-    kept = {name: (tmp_path / name).stat() for name in ("tile/0/000", "tile/entries/000")}
+    kept = {name: (out / name).stat() for name in ("tile/0/000", "tile/entries/000")}
 
     await store.sequence(_entries(300, 700), signer)
-    second = await export_tiles(store, tmp_path)
+    second = await export_tiles(store, out)
     assert (second.size, second.tiles_written, second.tiles_skipped) == (700, 3, 1)
     assert (second.bundles_written, second.bundles_skipped) == (2, 1)
     for name, before in kept.items():
-        after = (tmp_path / name).stat()
+        after = (out / name).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     # The partial tile of 44 is now the full tile 1; the old partials may stay.
-    assert _files(tmp_path) == {
+    assert _files(out) == {
         "checkpoint",
         "tile/0/000",
         "tile/0/001",
@@ -380,49 +403,49 @@ async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, tmp_pa
         "tile/entries/002.p/188",
     }
     # The old partial tile is a prefix of the full one that replaced it.
-    assert _read_tile(tmp_path, 0, 1, 44) == _read_tile(tmp_path, 0, 1, 256)[:44]
-    checkpoint, entries = _client_read(tmp_path, signer.verifier())
+    assert _read_tile(out, 0, 1, 44) == _read_tile(out, 0, 1, 256)[:44]
+    checkpoint, entries = _client_read(out, signer.verifier())
     assert checkpoint.size == 700
     assert entries == _entries(0, 700)
 
     # Nothing new: nothing written, the checkpoint file included.
-    again = await export_tiles(store, tmp_path)
+    again = await export_tiles(store, out)
     assert (again.tiles_written, again.bundles_written, again.checkpoint_written) == (0, 0, False)
     assert (again.tiles_skipped, again.bundles_skipped) == (4, 3)
 
 
-async def test_export_at_a_signed_size(engine: AsyncEngine, signer: Signer, tmp_path: Path) -> None:
+async def test_export_at_a_signed_size(engine: AsyncEngine, signer: Signer, out: Path) -> None:
     store = await _store(engine, signer)
     _, old = await store.sequence(_entries(0, 300), signer)
     await store.sequence(_entries(300, 700), signer)
-    stats = await export_tiles(store, tmp_path / "old", 300)
+    stats = await export_tiles(store, out / "old", 300)
     assert stats.size == 300
-    checkpoint, entries = _client_read(tmp_path / "old", signer.verifier())
+    checkpoint, entries = _client_read(out / "old", signer.verifier())
     assert (checkpoint.size, checkpoint.root_hash) == (300, old.root_hash)
     assert entries == _entries(0, 300)
     with pytest.raises(SizeNotSignedError):
-        await export_tiles(store, tmp_path / "never", 299)
+        await export_tiles(store, out / "never", 299)
 
 
 async def test_empty_tree_exports_only_its_checkpoint(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     store = await _store(engine, signer)
     _, cp = await store.sequence([], signer)
     assert cp.size == 0
-    await export_tiles(store, tmp_path)
-    assert _files(tmp_path) == {"checkpoint"}
-    checkpoint, entries = _client_read(tmp_path, signer.verifier())
+    await export_tiles(store, out)
+    assert _files(out) == {"checkpoint"}
+    checkpoint, entries = _client_read(out, signer.verifier())
     assert (checkpoint.size, entries) == (0, [])
 
 
 async def test_checkpoint_is_written_after_the_tiles(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, signer: Signer, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 300), signer)
-    await export_tiles(store, tmp_path)
-    published = (tmp_path / "checkpoint").read_bytes()
+    await export_tiles(store, out)
+    published = (out / "checkpoint").read_bytes()
     await store.sequence(_entries(300, 700), signer)
 
     real_write = tiles._write_atomic
@@ -436,83 +459,91 @@ async def test_checkpoint_is_written_after_the_tiles(
 
     monkeypatch.setattr(tiles, "_write_atomic", failing_write)
     with pytest.raises(OSError, match="disk full"):
-        await export_tiles(store, tmp_path)
+        await export_tiles(store, out)
     # The published checkpoint is still the old one, whose tiles are all there.
-    assert (tmp_path / "checkpoint").read_bytes() == published
-    assert _client_read(tmp_path, signer.verifier())[0].size == 300
-    assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "temporary file left behind"
+    assert (out / "checkpoint").read_bytes() == published
+    assert _client_read(out, signer.verifier())[0].size == 300
+    assert not [f for f in _files(out) if f.rsplit("/", 1)[-1].startswith(".")]
 
     # A rerun finishes the job, skipping what the failed run wrote; the
     # checkpoint is the very last file written.
-    monkeypatch.setattr(tiles, "_write_atomic", lambda p, d: (real_write(p, d), written.append(p)))
+    def recording_write(path: Path, data: bytes) -> None:
+        real_write(path, data)
+        written.append(path)
+
+    monkeypatch.setattr(tiles, "_write_atomic", recording_write)
     written.clear()
-    stats = await export_tiles(store, tmp_path)
-    assert stats.tiles_written + stats.bundles_written == 5 - 3 + 0
-    assert written[-1] == tmp_path / "checkpoint"
-    assert _client_read(tmp_path, signer.verifier())[0].size == 700
+    stats = await export_tiles(store, out)
+    # The failed run wrote the three new hash tiles (they come first); the
+    # rerun skips them and writes the two new bundles.
+    assert (stats.tiles_written, stats.tiles_skipped) == (0, 4)
+    assert (stats.bundles_written, stats.bundles_skipped) == (2, 1)
+    assert written[-1] == out / "checkpoint"
+    assert _client_read(out, signer.verifier())[0].size == 700
 
 
-async def test_a_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
-    path = tmp_path / "tile/0/000"
-
-    class Boom(bytes):
-        def __len__(self) -> int:
-            raise OSError("write failed")
-
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = out / "tile/0/000"
     tiles._write_atomic(path, b"first")
-    with pytest.raises(OSError, match="write failed"):
-        os.write  # noqa: B018 - keep os imported for the check below
-        tiles._write_atomic(path, memoryview(b"x").cast("B") and Boom(b"second"))  # type: ignore[arg-type]
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError("fsync failed")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="fsync failed"):
+        tiles._write_atomic(path, b"second")
     assert path.read_bytes() == b"first"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["000"]
+    assert [p.name for p in path.parent.iterdir()] == ["000"]
 
 
 async def test_export_refuses_to_move_the_checkpoint_back(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 300), signer)
     await store.sequence(_entries(300, 700), signer)
-    await export_tiles(store, tmp_path)
-    published = (tmp_path / "checkpoint").read_bytes()
+    await export_tiles(store, out)
+    published = (out / "checkpoint").read_bytes()
     with pytest.raises(TileError, match="refusing to go back"):
-        await export_tiles(store, tmp_path, 300)
-    assert (tmp_path / "checkpoint").read_bytes() == published
+        await export_tiles(store, out, 300)
+    assert (out / "checkpoint").read_bytes() == published
 
 
 async def test_export_refuses_a_directory_of_another_log(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 10), signer)
     impostor = Signer.generate(ORIGIN)
     foreign = sign_checkpoint(Checkpoint(ORIGIN, 5, b"\x00" * 32), impostor)
-    (tmp_path / "checkpoint").write_text(foreign)
+    _publish(out, foreign)
     with pytest.raises(TileError, match="not of log"):
-        await export_tiles(store, tmp_path)
-    assert _files(tmp_path) == {"checkpoint"}
+        await export_tiles(store, out)
+    assert _files(out) == {"checkpoint"}
 
 
 async def test_export_refuses_a_checkpoint_the_log_does_not_extend(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     # Same key, different tree at the same size: a fork. Full tiles on disk
     # could belong to it, so they must not be trusted.
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 10), signer)
     forked = sign_checkpoint(Checkpoint(ORIGIN, 5, b"\x00" * 32), signer)
-    (tmp_path / "checkpoint").write_text(forked)
+    _publish(out, forked)
     with pytest.raises(TileError, match="not consistent"):
-        await export_tiles(store, tmp_path)
+        await export_tiles(store, out)
 
 
 async def test_export_refuses_a_hash_tile_of_the_wrong_length(
-    engine: AsyncEngine, signer: Signer, tmp_path: Path
+    engine: AsyncEngine, signer: Signer, out: Path
 ) -> None:
     store = await _store(engine, signer)
     await store.sequence(_entries(0, 300), signer)
-    (tmp_path / "tile/0").mkdir(parents=True)
-    (tmp_path / "tile/0/000").write_bytes(b"\x00" * 100)
+    (out / "tile/0").mkdir(parents=True)
+    (out / "tile/0/000").write_bytes(b"\x00" * 100)
     with pytest.raises(TileError, match="100 bytes"):
-        await export_tiles(store, tmp_path)
-    assert not (tmp_path / "checkpoint").exists()
+        await export_tiles(store, out)
+    assert not (out / "checkpoint").exists()
