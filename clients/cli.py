@@ -79,7 +79,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     async def body(engine: AsyncEngine) -> int:
         await migrate(engine)
         signer = load_or_create_key_file(args.key_file, args.origin)
-        await LogStore.create(engine, args.origin, signer.verifier_key())
+        store = await LogStore.create(engine, args.origin, signer.verifier_key())
+        await store.sequence([], signer)  # sign the empty checkpoint if the log is new
         print(signer.verifier_key())
         return 0
 

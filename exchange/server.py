@@ -50,6 +50,9 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
         await migrate(engine)
         signer = load_or_create_key_file(config.log_key, config.origin)
         store = await LogStore.create(engine, config.origin, signer.verifier_key())
+        # A new log signs its empty checkpoint, so that readers and witnesses
+        # always have one to start from.
+        await store.sequence([], signer)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

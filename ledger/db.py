@@ -40,6 +40,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an async engine for ``url`` with the settings the ledger relies on."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            # The embedded default lives in var/, which a fresh clone lacks.
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         engine = create_async_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
