@@ -254,7 +254,8 @@ def verify_consistency(
     """Check that the tree ``root2`` of ``size2`` leaves extends the tree ``root1`` of ``size1``.
 
     RFC 9162 §2.1.4.2. Any tree is consistent with the empty tree, which needs
-    an empty proof (as in C2SP tlog-witness). Raises :class:`ProofError`.
+    an empty proof (as in C2SP tlog-witness) and must have the empty root
+    SHA-256(""). Raises :class:`ProofError`.
     """
     _check_hash(root1, "old root")
     _check_hash(root2, "new root")
@@ -262,6 +263,9 @@ def verify_consistency(
         _check_hash(p, "proof hash")
     if not 0 <= size1 <= size2:
         raise ProofShapeError(f"size {size2} cannot extend size {size1}")
+    if size1 == 0:
+        # The empty tree has one possible root; a checkpoint claiming another is bogus.
+        _match(root1, EMPTY_ROOT, "empty tree root")
     if size1 == size2:
         if proof:
             raise ProofShapeError("proof between equal sizes must be empty")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -93,10 +94,22 @@ def accepts(call: Callable[[], object]) -> bool:
     return True
 
 
-def assert_all_rejected(attempts: Iterable[tuple[str, Callable[[], object]]]) -> None:
-    """Fail, naming every attempt, if any attempt was accepted."""
-    accepted = [what for what, call in attempts if accepts(call)]
-    assert not accepted, f"{len(accepted)} bad proofs verified, e.g. {accepted[:5]}"
+def assert_all_rejected(
+    attempts: Iterable[tuple[str, Callable[[], object]]],
+    error: type[ProofError] = ProofError,
+) -> None:
+    """Fail, naming the attempts, unless every attempt raises ``error``."""
+    wrong: list[str] = []
+    for what, call in attempts:
+        try:
+            call()
+        except error:
+            continue
+        except ProofError as e:
+            wrong.append(f"{what} (raised {type(e).__name__}: {e})")
+            continue
+        wrong.append(f"{what} (verified)")
+    assert not wrong, f"{len(wrong)} bad proofs not rejected with {error.__name__}: {wrong[:5]}"
 
 
 # --- Layer 1: the published transparency-dev/merkle vectors ---------------------------------
@@ -224,9 +237,9 @@ def test_consistency_vector_with_32_byte_stand_in_roots(name: str) -> None:
 
 # --- Known answers ---------------------------------------------------------------------------
 
-# The RFC 6962 test leaves and the roots of their first 0..8 leaves, from the
-# transparency-dev/merkle test data (proof/verify_test.go, commit 417fb0c), as
-# tabulated in the project's shared test-vector README.
+# The RFC 6962 test leaves and the roots of the trees of their first 0..8
+# leaves: the ``leaves`` and ``roots`` tables of transparency-dev/merkle
+# proof/verify_test.go (commit 417fb0c); size 0 is SHA-256 of nothing.
 KNOWN_ENTRIES = [
     bytes.fromhex(h)
     for h in (
@@ -550,7 +563,7 @@ def test_truncated_inclusion_proof_is_rejected() -> None:
             yield "first hash removed", inc.verify(proof=proof[1:])
             yield "emptied", inc.verify(proof=[])
 
-    assert_all_rejected(_each_inclusion(mutate))
+    assert_all_rejected(_each_inclusion(mutate), ProofShapeError)
 
 
 def test_inclusion_proof_with_an_extra_hash_appended_is_rejected() -> None:
@@ -558,7 +571,7 @@ def test_inclusion_proof_with_an_extra_hash_appended_is_rejected() -> None:
         for name, extra in (("root", inc.root), ("leaf", inc.leaf), ("other", SOME_HASH)):
             yield f"{name} appended", inc.verify(proof=[*inc.proof, extra])
 
-    assert_all_rejected(_each_inclusion(mutate))
+    assert_all_rejected(_each_inclusion(mutate), ProofShapeError)
 
 
 def test_inclusion_proof_with_an_extra_hash_prepended_is_rejected() -> None:
@@ -568,7 +581,7 @@ def test_inclusion_proof_with_an_extra_hash_prepended_is_rejected() -> None:
         if inc.proof:
             yield "hash inserted", inc.verify(proof=[inc.proof[0], SOME_HASH, *inc.proof[1:]])
 
-    assert_all_rejected(_each_inclusion(mutate))
+    assert_all_rejected(_each_inclusion(mutate), ProofShapeError)
 
 
 def test_inclusion_proof_with_a_flipped_hash_is_rejected() -> None:
@@ -679,7 +692,7 @@ def test_truncated_consistency_proof_is_rejected() -> None:
         yield "first hash removed", con.verify(proof=proof[1:])
         yield "emptied", con.verify(proof=[])
 
-    assert_all_rejected(_each_consistency(mutate))
+    assert_all_rejected(_each_consistency(mutate), ProofShapeError)
 
 
 def test_consistency_proof_with_an_extra_hash_appended_is_rejected() -> None:
@@ -688,7 +701,7 @@ def test_consistency_proof_with_an_extra_hash_appended_is_rejected() -> None:
         for name, extra in extras:
             yield f"{name} appended", con.verify(proof=[*con.proof, extra])
 
-    assert_all_rejected(_each_consistency(mutate))
+    assert_all_rejected(_each_consistency(mutate), ProofShapeError)
 
 
 def test_consistency_proof_with_an_extra_hash_prepended_is_rejected() -> None:
@@ -698,7 +711,7 @@ def test_consistency_proof_with_an_extra_hash_prepended_is_rejected() -> None:
         for name, extra in (*extras, ("other", SOME_HASH)):
             yield f"{name} prepended", con.verify(proof=[extra, *proof])
 
-    assert_all_rejected(_each_consistency(mutate))
+    assert_all_rejected(_each_consistency(mutate), ProofShapeError)
 
 
 def test_consistency_proof_with_a_flipped_hash_is_rejected() -> None:
@@ -812,10 +825,16 @@ def test_subtrees_tile_the_range_exactly(begin: int, length: int) -> None:
         assert index << level == position
         position += 1 << level
     assert position == end
-    # Sizes rise then fall: at most two nodes per level.
+    # Sizes rise then fall, at most two nodes per level...
     levels = [level for level, _ in nodes]
+    peak = levels.index(max(levels)) if levels else 0
+    assert levels[: peak + 1] == sorted(levels[: peak + 1])
+    assert levels[peak:] == sorted(levels[peak:], reverse=True)
     assert all(levels.count(lv) <= 2 for lv in set(levels))
-    assert len(nodes) <= 2 * max(1, length.bit_length())
+    # ...and no two neighbours are the halves of one aligned node, which would
+    # have been listed instead: the cover is the smallest one.
+    for (la, ia), (lb, ib) in itertools.pairwise(nodes):
+        assert not (la == lb and ia % 2 == 0 and ib == ia + 1)
 
 
 @given(st.integers(0, 2**64))
@@ -895,3 +914,14 @@ def test_the_pure_core_imports_no_database_grpc_or_asyncio() -> None:
     assert pulled_in.pop("<startup>") == [], "the interpreter imports them before any ledger module"
     assert {name: mods for name, mods in pulled_in.items() if mods} == {}
     assert set(pulled_in) == set(PURE_MODULES)
+
+
+def test_consistency_from_an_empty_tree_with_a_bogus_root_is_rejected() -> None:
+    bogus = bytes(32)
+    real = root_hash([leaf_hash(b"a")])
+    with pytest.raises(ProofError):
+        verify_consistency(0, 1, [], bogus, real)
+    with pytest.raises(ProofError):
+        verify_consistency(0, 0, [], bogus, bogus)
+    verify_consistency(0, 1, [], EMPTY_ROOT, real)
+    verify_consistency(0, 0, [], EMPTY_ROOT, EMPTY_ROOT)
