@@ -288,6 +288,20 @@ class LogStore:
         async with self.engine.connect() as conn:
             return await self._signed(conn, size)
 
+    async def signed_sizes(self, low: int, high: int) -> list[int]:
+        """Return, in ascending order, every size in ``[low, high]`` the log signed."""
+        query = (
+            select(CheckpointRow.size)
+            .where(
+                CheckpointRow.log_id == self.log_id,
+                CheckpointRow.size >= low,
+                CheckpointRow.size <= high,
+            )
+            .order_by(CheckpointRow.size)
+        )
+        async with self.engine.connect() as conn:
+            return [int(s) for s in (await conn.execute(query)).scalars()]
+
     async def _signed(self, conn: AsyncConnection, size: int) -> SignedCheckpoint:
         cached = self._checkpoints.get(size)
         if cached is not None:

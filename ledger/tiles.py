@@ -412,6 +412,14 @@ async def _check_previous_export(store: LogStore, previous: bytes, signed: Signe
     return old.size
 
 
+def _in_tree(level: int, index: int, width: int, size: int) -> bool:
+    """Whether a tree of ``size`` leaves has the level-``level`` tile ``index`` of ``width``."""
+    count = size >> (TILE_HEIGHT * level)
+    if width == TILE_WIDTH:
+        return (index + 1) * TILE_WIDTH <= count
+    return count == index * TILE_WIDTH + width
+
+
 async def _tile_data(store: LogStore, tile: Tile) -> bytes:
     nodes = tile.nodes()
     hashes = await store.node_hashes(nodes)
@@ -425,13 +433,34 @@ async def _bundle_data(store: LogStore, bundle: Bundle) -> bytes:
     return encode_bundle(entries)
 
 
+async def _tiles_to_export(store: LogStore, published: int, size: int) -> list[Tile]:
+    """The hash tiles of the tree of ``size``, plus the partial ones of every size signed since.
+
+    The spec wants partial tiles for every tree size a checkpoint was produced
+    for, and the log signs one per batch: a client holding a receipt for an
+    intermediate size computes its proofs from that size's partial tiles.
+    Entry bundles are written for the exported size only: they are not needed
+    for proofs, a prefix of a wider bundle holds the same entries, and writing
+    one per signed size would copy each entry up to 255 times.
+    """
+    tiles = dict.fromkeys(_iter_tiles(size))
+    for signed_size in await store.signed_sizes(published + 1, size - 1):
+        for tile in _iter_tiles(signed_size):
+            if not tile.full:
+                tiles.setdefault(tile)
+    return sorted(tiles)
+
+
 async def export_tiles(store: LogStore, directory: Path, size: int | None = None) -> ExportStats:
     """Write the log at its latest checkpoint (or the one signed at ``size``) as tlog-tiles.
 
     Incremental: a tile or bundle already on disk is left alone, because its
     contents are fixed by its path (a full one never changes; a partial one
-    of width ``W`` is the same in every tree that has it). Partial tiles of
-    earlier exports stay, as the spec allows. Every file is written
+    of width ``W`` is the same in every tree that has it). Those of the tree
+    that the directory's checkpoint already publishes are not even looked
+    at, so an export costs what is new, not the size of the log; to have a
+    damaged directory repaired, delete its ``checkpoint`` first. Partial tiles
+    of earlier exports stay, as the spec allows. Every file is written
     atomically, and ``checkpoint`` last, once the tiles are durable, so that a
     reader, or the directory after a crash, never has a checkpoint whose tiles
     are missing. Works one tile at a time, so memory stays bounded.
@@ -447,8 +476,11 @@ async def export_tiles(store: LogStore, directory: Path, size: int | None = None
     checkpoint_file = directory / CHECKPOINT_NAME
     note = signed.note.encode("utf-8")
     previous = await asyncio.to_thread(_read_if_exists, checkpoint_file)
+    # The checkpoint is renamed into place only once its tiles are durable,
+    # so every tile of the tree it publishes is on disk.
+    published = 0
     if previous is not None:
-        await _check_previous_export(store, previous, signed)
+        published = await _check_previous_export(store, previous, signed)
 
     # Directories that gained an entry: fsynced before the checkpoint is
     # renamed into place, so that after a crash no tile name is lost while
@@ -456,7 +488,10 @@ async def export_tiles(store: LogStore, directory: Path, size: int | None = None
     dirty: set[Path] = set()
     tiles_written = tiles_skipped = bundles_written = bundles_skipped = 0
 
-    for tile in _iter_tiles(signed.size):
+    for tile in await _tiles_to_export(store, published, signed.size):
+        if _in_tree(tile.level, tile.index, tile.width, published):
+            tiles_skipped += 1
+            continue
         path = directory / tile.path
         found = await asyncio.to_thread(_existing_size, path)
         if found is not None:
@@ -473,6 +508,9 @@ async def export_tiles(store: LogStore, directory: Path, size: int | None = None
         tiles_written += 1
 
     for bundle in _iter_bundles(signed.size):
+        if _in_tree(0, bundle.index, bundle.width, published):
+            bundles_skipped += 1
+            continue
         path = directory / bundle.path
         # A bundle's length depends on its entries, so only presence is checked.
         if await asyncio.to_thread(_existing_size, path) is not None:

@@ -282,6 +282,14 @@ def _entries(start: int, stop: int) -> list[bytes]:
     return [entry(i) for i in range(start, stop)]
 
 
+def _damage(directory: Path, names: list[str]) -> dict[str, bytes]:
+    """Delete files from an export; return their contents."""
+    contents = {name: (directory / name).read_bytes() for name in names}
+    for name in names:
+        (directory / name).unlink()
+    return contents
+
+
 def _publish(directory: Path, note: str) -> None:
     directory.mkdir()
     (directory / "checkpoint").write_text(note)
@@ -412,6 +420,20 @@ async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, out: P
     again = await export_tiles(store, out)
     assert (again.tiles_written, again.bundles_written, again.checkpoint_written) == (0, 0, False)
     assert (again.tiles_skipped, again.bundles_skipped) == (4, 3)
+
+
+async def test_a_directory_without_its_checkpoint_is_repaired(
+    engine: AsyncEngine, signer: Signer, out: Path
+) -> None:
+    store = await _store(engine, signer)
+    await store.sequence(_entries(0, 700), signer)
+    await export_tiles(store, out)
+    original = _damage(out, ["checkpoint", "tile/0/001", "tile/entries/002.p/188"])
+    stats = await export_tiles(store, out)
+    assert (stats.tiles_written, stats.tiles_skipped) == (1, 3)
+    assert (stats.bundles_written, stats.bundles_skipped) == (1, 2)
+    assert (out / "tile/0/001").read_bytes() == original["tile/0/001"]
+    assert _client_read(out, signer.verifier())[1] == _entries(0, 700)
 
 
 async def test_export_at_a_signed_size(engine: AsyncEngine, signer: Signer, out: Path) -> None:
@@ -547,3 +569,24 @@ async def test_export_refuses_a_hash_tile_of_the_wrong_length(
     with pytest.raises(TileError, match="100 bytes"):
         await export_tiles(store, out)
     assert not (out / "checkpoint").exists()
+
+
+async def test_every_signed_size_gets_its_partial_hash_tiles(
+    engine: AsyncEngine, signer: Signer, out: Path
+) -> None:
+    # A receipt may carry any checkpoint the log signed; a tile client needs
+    # that size's partial tiles to check it, even after later exports.
+    store = await _store(engine, signer)
+    await store.sequence(_entries(0, 300), signer)
+    await export_tiles(store, out)
+    _, mid = await store.sequence(_entries(300, 310), signer)
+    await store.sequence(_entries(310, 320), signer)
+    await export_tiles(store, out)
+    files = _files(out)
+    assert {"tile/0/001.p/44", "tile/0/001.p/54", "tile/0/001.p/64"} <= files
+    # The intermediate size's partial tile plus the full tile below it give its root.
+    level0 = _read_tile(out, 0, 0, 256) + _read_tile(out, 0, 1, 54)
+    assert root_hash(level0) == mid.root_hash
+    # Bundles only for the exported size (a prefix of the wider bundle serves the rest).
+    assert "tile/entries/001.p/64" in files
+    assert "tile/entries/001.p/54" not in files
