@@ -163,3 +163,21 @@ def test_fsck_names_the_first_tampered_entry(
     assert code == 1
     assert "entry 13" in err
     assert "leaf hash" in err
+
+
+def test_tiles_command_writes_a_directory_whose_checkpoint_is_the_latest(
+    log: tuple[str, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key, _ = log
+    src = tmp_path / "in"
+    src.write_bytes(b"\n".join(f"entry {i}".encode() for i in range(300)))
+    run(
+        capsys, "ledger", "append", "--db", db, "--origin", ORIGIN, "--key-file", str(key), str(src)
+    )
+    out = tmp_path / "tiles"
+    code, _, _ = run(capsys, "ledger", "tiles", "--db", db, str(out))
+    assert code == 0
+    _, note, _ = run(capsys, "ledger", "checkpoint", "--db", db)
+    assert (out / "checkpoint").read_text() == note
+    assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
+    assert (out / "tile" / "entries" / "001.p" / "44").exists()
