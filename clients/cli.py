@@ -20,10 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exchange.config import ConfigError, NodeConfig, load_config
-from ledger.db import create_engine, migrate
+from ledger.db import Database
 from ledger.errors import LedgerError
 from ledger.keys import load_key_file, load_or_create_key_file
 from ledger.note import Verifier
@@ -43,16 +42,12 @@ def _db_url(args: argparse.Namespace) -> str:
     return str(args.db) if args.db else _config(args).database
 
 
-async def _with_engine(url: str, body: Callable[[AsyncEngine], Awaitable[int]]) -> int:
-    engine = create_engine(url)
+async def _with_db(url: str, body: Callable[[Database], Awaitable[int]]) -> int:
+    db = Database(url)
     try:
-        return await body(engine)
+        return await body(db)
     finally:
-        await engine.dispose()
-
-
-async def _open(engine: AsyncEngine, origin: str | None) -> LogStore:
-    return await LogStore.open(engine, origin)
+        await db.dispose()
 
 
 # -- commands -------------------------------------------------------------
@@ -67,24 +62,24 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        await migrate(engine)
+    async def body(db: Database) -> int:
+        await db.migrate()
         print("database is at the current schema")
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        await migrate(engine)
+    async def body(db: Database) -> int:
+        await db.migrate()
         signer = load_or_create_key_file(args.key_file, args.origin)
-        store = await LogStore.create(engine, args.origin, signer.verifier_key())
+        store = await LogStore.create(db, args.origin, signer.verifier_key())
         await store.sequence([], signer)  # sign the empty checkpoint if the log is new
         print(signer.verifier_key())
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_vkey(args: argparse.Namespace) -> int:
@@ -106,69 +101,69 @@ def _read_lines(path: str) -> list[bytes]:
 def cmd_append(args: argparse.Namespace) -> int:
     lines = _read_lines(args.file)
 
-    async def body(engine: AsyncEngine) -> int:
+    async def body(db: Database) -> int:
         signer = load_key_file(args.key_file)
         if signer.name != args.origin:
             raise CommandError(f"{args.key_file} holds the key of {signer.name!r}")
-        store = await _open(engine, args.origin)
+        store = await LogStore.open(db, args.origin)
         indices, checkpoint = await Sequencer(store, signer).append_batch(lines)
         print("\n".join(str(i) for i in indices))
         print(f"checkpoint at size {checkpoint.size}", file=sys.stderr)
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        store = await _open(engine, args.origin)
+    async def body(db: Database) -> int:
+        store = await LogStore.open(db, args.origin)
         print((await store.checkpoint(args.size)).note, end="")
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        store = await _open(engine, args.origin)
+    async def body(db: Database) -> int:
+        store = await LogStore.open(db, args.origin)
         print((await store.receipt(args.index, args.size)).format(), end="")
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        store = await _open(engine, args.origin)
+    async def body(db: Database) -> int:
+        store = await LogStore.open(db, args.origin)
         proof, _ = await store.consistency_proof(args.old, args.new)
         for h in proof:
             print(base64.b64encode(h).decode())
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_tiles(args: argparse.Namespace) -> int:
     from ledger.tiles import export_tiles
 
-    async def body(engine: AsyncEngine) -> int:
-        store = await _open(engine, args.origin)
+    async def body(db: Database) -> int:
+        store = await LogStore.open(db, args.origin)
         stats = await export_tiles(store, Path(args.dir), args.size)
         print(stats)
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    async def body(engine: AsyncEngine) -> int:
-        store = await _open(engine, args.origin)
+    async def body(db: Database) -> int:
+        store = await LogStore.open(db, args.origin)
         verifier = Verifier.from_vkey(args.vkey) if args.vkey else None
         count = await store.fsck(verifier)
         print(f"ok: {count} entries and every checkpoint of {store.origin} check out")
         return 0
 
-    return asyncio.run(_with_engine(_db_url(args), body))
+    return asyncio.run(_with_db(_db_url(args), body))
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:

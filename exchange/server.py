@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from exchange.config import NodeConfig
 from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from ledger.db import create_engine, migrate
+from ledger.db import Database
 from ledger.keys import load_or_create_key_file
 from ledger.note import Signer
 from ledger.service import LedgerService
@@ -45,11 +45,11 @@ class RunningNode:
 @asynccontextmanager
 async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
     """Start a node for ``config``; stop it and release the database on exit."""
-    engine = create_engine(config.database)
+    db = Database(config.database)
     try:
-        await migrate(engine)
+        await db.migrate()
         signer = load_or_create_key_file(config.log_key, config.origin)
-        store = await LogStore.create(engine, config.origin, signer.verifier_key())
+        store = await LogStore.create(db, config.origin, signer.verifier_key())
         # A new log signs its empty checkpoint, so that readers and witnesses
         # always have one to start from.
         await store.sequence([], signer)
@@ -77,7 +77,7 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
             await health_servicer.enter_graceful_shutdown()
             await server.stop(GRACE_S)
     finally:
-        await engine.dispose()
+        await db.dispose()
 
 
 async def run_node(config: NodeConfig) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger.errors import ProofError, ProofShapeError
 
@@ -124,17 +124,26 @@ class ProofPlan:
     """
 
     ranges: tuple[tuple[int, int], ...]
+    # The subtrees of each range, computed once: plans are made per request.
+    groups: tuple[tuple[NodeId, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        groups = tuple(tuple(subtrees(b, e)) for b, e in self.ranges)
+        object.__setattr__(self, "groups", groups)
 
     def nodes(self) -> set[NodeId]:
         """Return every complete subtree whose hash the proof needs."""
-        return {node for begin, end in self.ranges for node in subtrees(begin, end)}
+        return {node for group in self.groups for node in group}
 
     def assemble(self, hashes: Mapping[NodeId, bytes]) -> list[bytes]:
         """Build the proof from the hashes of :meth:`nodes`.
 
         Raises ``KeyError`` if a needed node is missing: a store bug, not bad input.
         """
-        return [fold_right([hashes[n] for n in subtrees(b, e)]) for b, e in self.ranges]
+        return [
+            hashes[group[0]] if len(group) == 1 else fold_right([hashes[n] for n in group])
+            for group in self.groups
+        ]
 
 
 def _largest_power_of_two_below(n: int) -> int:

@@ -143,7 +143,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             return self._own
         log = self._logs.get(origin)
         if log is None:
-            log = await LogStore.open(self._own.engine, origin)
+            log = await LogStore.open(self._own.db, origin)
             self._logs[origin] = log
         return log
 

@@ -26,18 +26,18 @@ transactions, so that many appends share one commit and one signature.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import Connection, Row, Select, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.db import is_sqlite, write_transaction
+from ledger.db import Database
 from ledger.errors import (
     EntryNotFoundError,
     EntryTooLargeError,
@@ -122,11 +122,15 @@ _latest_checkpoint = (
 
 
 class LogStore:
-    """One log, identified by its origin, in a database migrated to the ledger schema."""
+    """One log, identified by its origin, in a database migrated to the ledger schema.
 
-    def __init__(self, engine: AsyncEngine, log_id: int, origin: str, vkey: str) -> None:
+    Every method is a unit of work run by :class:`ledger.db.Database`; the
+    private ``_…`` helpers take the unit's connection.
+    """
+
+    def __init__(self, db: Database, log_id: int, origin: str, vkey: str) -> None:
         """Use :meth:`open` or :meth:`create`; this binds an already-known log row."""
-        self.engine = engine
+        self.db = db
         self.log_id = log_id
         self.origin = origin
         self.vkey = vkey
@@ -137,35 +141,31 @@ class LogStore:
         self._checkpoints: dict[int, SignedCheckpoint] = {}
 
     @classmethod
-    async def open(cls, engine: AsyncEngine, origin: str | None = None) -> LogStore:
+    async def open(cls, db: Database, origin: str | None = None) -> LogStore:
         """Open the log named ``origin``, or the only log if ``origin`` is None.
 
         Raises :class:`UnknownLogError` if there is no such log (or, without an
         origin, not exactly one log).
         """
-        async with engine.connect() as conn:
-            query = select(Log.id, Log.origin, Log.vkey)
-            if origin is not None:
-                query = query.where(Log.origin == origin)
-            rows = (await conn.execute(query.limit(2))).all()
+        query = select(Log.id, Log.origin, Log.vkey)
+        if origin is not None:
+            query = query.where(Log.origin == origin)
+        rows = await db.read(lambda conn: conn.execute(query.limit(2)).all())
         if len(rows) != 1:
             what = f"origin {origin!r}" if origin is not None else "a single log"
             raise UnknownLogError(f"the database holds no log for {what}")
         log_id, found_origin, vkey = rows[0]
-        return cls(engine, log_id, found_origin, vkey)
+        return cls(db, log_id, found_origin, vkey)
 
     @classmethod
     async def create(
-        cls, engine: AsyncEngine, origin: str, vkey: str, *, clock: Clock = utc_now
+        cls, db: Database, origin: str, vkey: str, *, clock: Clock = utc_now
     ) -> LogStore:
         """Return the log named ``origin``, creating its row if it does not exist yet."""
-        with contextlib.suppress(UnknownLogError):
-            return await cls.open(engine, origin)
-        async with write_transaction(engine) as conn:
-            values = {"origin": origin, "vkey": vkey, "created_at": clock()}
-            stmt = _insert_ignore(engine, Log, values, ["origin"])
-            await conn.execute(stmt)
-        return await cls.open(engine, origin)
+        values = {"origin": origin, "vkey": vkey, "created_at": clock()}
+        statement = _insert_ignore(db, Log, values, ["origin"])
+        await db.write(lambda conn: conn.execute(statement))
+        return await cls.open(db, origin)
 
     # -- write side -------------------------------------------------------
 
@@ -183,74 +183,79 @@ class LogStore:
                 raise EntryTooLargeError(
                     f"entry {i} of the batch is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}"
                 )
-        hashes = [leaf_hash(d) for d in datas]
-        async with write_transaction(self.engine) as conn:
-            await self._lock(conn)
-            size = await self._size(conn)
-            border = await self._load_border(conn, size)
-            known = await self._lookup(conn, hashes)
-            rows: list[dict[str, object]] = []
-            indices: list[int] = []
-            for data, h in zip(datas, hashes, strict=True):
-                index = known.get(h)
-                if index is None:
-                    index = border.size
-                    completed = border.append(h)
-                    rows.append(
-                        {
-                            "log_id": self.log_id,
-                            "idx": index,
-                            "leaf_hash": h,
-                            "nodes": b"".join(completed[1:]),
-                            "data": data,
-                        }
-                    )
-                    known[h] = index
-                indices.append(index)
-            if rows:
-                await conn.execute(_insert_entries, rows)
-            checkpoint = await self._checkpoint_for(conn, border, signer, clock)
+        indices, checkpoint, border = await self.db.write(
+            lambda conn: self._sequence(conn, datas, signer, clock)
+        )
         self._border = border
         return indices, checkpoint
 
-    async def _lock(self, conn: AsyncConnection) -> None:
-        # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
-        if not is_sqlite(self.engine):
-            await conn.execute(select(Log.id).where(Log.id == self.log_id).with_for_update())
+    def _sequence(
+        self, conn: Connection, datas: Sequence[bytes], signer: Signer, clock: Clock
+    ) -> tuple[list[int], SignedCheckpoint, CompactRange]:
+        hashes = [leaf_hash(d) for d in datas]
+        self._lock(conn)
+        border = self._load_border(conn, self._size(conn))
+        known = self._lookup(conn, hashes)
+        rows: list[dict[str, object]] = []
+        indices: list[int] = []
+        for data, h in zip(datas, hashes, strict=True):
+            index = known.get(h)
+            if index is None:
+                index = border.size
+                completed = border.append(h)
+                rows.append(
+                    {
+                        "log_id": self.log_id,
+                        "idx": index,
+                        "leaf_hash": h,
+                        "nodes": b"".join(completed[1:]),
+                        "data": data,
+                    }
+                )
+                known[h] = index
+            indices.append(index)
+        if rows:
+            conn.execute(_insert_entries, rows)
+        return indices, self._checkpoint_for(conn, border, signer, clock), border
 
-    async def _size(self, conn: AsyncConnection) -> int:
+    def _lock(self, conn: Connection) -> None:
+        # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
+        if not self.db.is_sqlite:
+            conn.execute(select(Log.id).where(Log.id == self.log_id).with_for_update())
+
+    def _size(self, conn: Connection) -> int:
         query = select(func.max(Entry.idx)).where(Entry.log_id == self.log_id)
-        last = (await conn.execute(query)).scalar_one()
+        last = conn.execute(query).scalar_one()
         return 0 if last is None else int(last) + 1
 
-    async def _load_border(self, conn: AsyncConnection, size: int) -> CompactRange:
+    def _load_border(self, conn: Connection, size: int) -> CompactRange:
         """Return a copy of the tree's right border at ``size``, from cache or storage."""
         cached = self._border
         if cached is not None and cached.size == size:
             return CompactRange(size, cached.hashes())
         nodes = subtrees(0, size)
-        found = await self._fetch_nodes(conn, nodes)
+        found = self._fetch_nodes(conn, nodes)
         return CompactRange(size, [found[n] for n in nodes])
 
-    async def _lookup(self, conn: AsyncConnection, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    def _lookup(self, conn: Connection, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Return the index of every given leaf hash that the log already holds."""
         unique = list(dict.fromkeys(hashes))
         known: dict[bytes, int] = {}
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             params = {"log_id": self.log_id, "hashes": unique[start : start + _LOOKUP_CHUNK]}
-            known.update((bytes(h), int(i)) for h, i in await conn.execute(_lookup_hashes, params))
+            known.update((bytes(h), int(i)) for h, i in conn.execute(_lookup_hashes, params))
         return known
 
-    async def _checkpoint_for(
-        self, conn: AsyncConnection, border: CompactRange, signer: Signer, clock: Clock
+    def _checkpoint_for(
+        self, conn: Connection, border: CompactRange, signer: Signer, clock: Clock
     ) -> SignedCheckpoint:
         """Return the checkpoint at the border's size, signing and storing it if new."""
-        latest = await self._latest(conn)
+        latest = self._latest(conn)
         if latest is not None and latest.size == border.size:
             return latest
         root = border.root()
         note = sign_checkpoint(Checkpoint(self.origin, border.size, root), signer)
-        await conn.execute(
+        conn.execute(
             insert(CheckpointRow).values(
                 log_id=self.log_id,
                 size=border.size,
@@ -263,30 +268,46 @@ class LogStore:
 
     # -- read side --------------------------------------------------------
 
-    async def _latest(self, conn: AsyncConnection) -> SignedCheckpoint | None:
-        row = (await conn.execute(_latest_checkpoint, {"log_id": self.log_id})).first()
+    def _latest(self, conn: Connection) -> SignedCheckpoint | None:
+        row = conn.execute(_latest_checkpoint, {"log_id": self.log_id}).first()
         return None if row is None else SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
+
+    def _signed(self, conn: Connection, size: int) -> SignedCheckpoint:
+        cached = self._checkpoints.get(size)
+        if cached is not None:
+            return cached
+        row = conn.execute(_checkpoint_at, {"log_id": self.log_id, "size": size}).first()
+        if row is None:
+            raise SizeNotSignedError(f"log {self.origin} never signed a checkpoint at size {size}")
+        signed = SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
+        self._checkpoints[size] = signed
+        return signed
+
+    def _resolve(self, conn: Connection, size: int | None) -> SignedCheckpoint:
+        """Return the checkpoint at ``size``, or the latest; :class:`SizeNotSignedError` if none."""
+        if size is not None:
+            return self._signed(conn, size)
+        latest = self._latest(conn)
+        if latest is None:
+            raise SizeNotSignedError(f"log {self.origin} has not signed a checkpoint yet")
+        return latest
 
     async def latest_checkpoint(self) -> SignedCheckpoint:
         """Return the newest signed checkpoint.
 
         Raises :class:`SizeNotSignedError` if the log has signed none yet.
         """
-        async with self.engine.connect() as conn:
-            latest = await self._latest(conn)
-        if latest is None:
-            raise SizeNotSignedError(f"log {self.origin} has not signed a checkpoint yet")
-        return latest
+        return await self.db.read(lambda conn: self._resolve(conn, None))
 
     async def checkpoint(self, size: int | None = None) -> SignedCheckpoint:
         """Return the checkpoint signed at ``size`` (the latest if None).
 
         Raises :class:`SizeNotSignedError` if the log never signed that size.
         """
-        if size is None:
-            return await self.latest_checkpoint()
-        async with self.engine.connect() as conn:
-            return await self._signed(conn, size)
+        cached = self._checkpoints.get(size) if size is not None else None
+        if cached is not None:
+            return cached
+        return await self.db.read(lambda conn: self._resolve(conn, size))
 
     async def signed_sizes(self, low: int, high: int) -> list[int]:
         """Return, in ascending order, every size in ``[low, high]`` the log signed."""
@@ -299,32 +320,9 @@ class LogStore:
             )
             .order_by(CheckpointRow.size)
         )
-        async with self.engine.connect() as conn:
-            return [int(s) for s in (await conn.execute(query)).scalars()]
+        return await self.db.scan(lambda conn: [int(s) for s in conn.execute(query).scalars()])
 
-    async def _signed(self, conn: AsyncConnection, size: int) -> SignedCheckpoint:
-        cached = self._checkpoints.get(size)
-        if cached is not None:
-            return cached
-        params = {"log_id": self.log_id, "size": size}
-        row = (await conn.execute(_checkpoint_at, params)).first()
-        if row is None:
-            raise SizeNotSignedError(f"log {self.origin} never signed a checkpoint at size {size}")
-        signed = SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
-        self._checkpoints[size] = signed
-        return signed
-
-    async def _resolve(self, conn: AsyncConnection, size: int | None) -> SignedCheckpoint:
-        if size is not None:
-            return await self._signed(conn, size)
-        latest = await self._latest(conn)
-        if latest is None:
-            raise SizeNotSignedError(f"log {self.origin} has not signed a checkpoint yet")
-        return latest
-
-    async def _fetch_nodes(
-        self, conn: AsyncConnection, nodes: Iterable[NodeId]
-    ) -> dict[NodeId, bytes]:
+    def _fetch_nodes(self, conn: Connection, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
         """Read the hashes of complete subtrees from the rows of the entries that completed them."""
         wanted = list(nodes)
         if not wanted:
@@ -332,8 +330,7 @@ class LogStore:
         homes = sorted({node_home(n) for n in wanted})
         params = {"log_id": self.log_id, "idxs": homes}
         rows = {
-            int(i): (bytes(lh), bytes(ns))
-            for i, lh, ns in await conn.execute(_entry_rows_by_idx, params)
+            int(i): (bytes(lh), bytes(ns)) for i, lh, ns in conn.execute(_entry_rows_by_idx, params)
         }
         found: dict[NodeId, bytes] = {}
         for node in wanted:
@@ -344,8 +341,8 @@ class LogStore:
 
     async def node_hashes(self, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
         """Return the hashes of complete subtrees (which must lie within the stored tree)."""
-        async with self.engine.connect() as conn:
-            return await self._fetch_nodes(conn, nodes)
+        wanted = list(nodes)
+        return await self.db.scan(lambda conn: self._fetch_nodes(conn, wanted))
 
     async def inclusion_proof(
         self, index: int, size: int | None = None
@@ -355,15 +352,17 @@ class LogStore:
         Raises :class:`SizeNotSignedError` for a size never signed and
         :class:`IndexOutOfRangeError` for an index not below the size.
         """
-        async with self.engine.connect() as conn:
-            checkpoint = await self._resolve(conn, size)
+
+        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
+            checkpoint = self._resolve(conn, size)
             if not 0 <= index < checkpoint.size:
                 raise IndexOutOfRangeError(
                     f"index {index} is not below tree size {checkpoint.size}"
                 )
             plan = inclusion_plan(index, checkpoint.size)
-            hashes = await self._fetch_nodes(conn, plan.nodes())
-        return plan.assemble(hashes), checkpoint
+            return plan.assemble(self._fetch_nodes(conn, plan.nodes())), checkpoint
+
+        return await self.db.read(work)
 
     async def index_of(self, leaf_hash_: bytes) -> int:
         """Return the index of the entry with this leaf hash.
@@ -371,8 +370,7 @@ class LogStore:
         Raises :class:`EntryNotFoundError` if the log holds no such entry.
         """
         query = select(Entry.idx).where(Entry.log_id == self.log_id, Entry.leaf_hash == leaf_hash_)
-        async with self.engine.connect() as conn:
-            index = (await conn.execute(query)).scalar_one_or_none()
+        index = await self.db.read(lambda conn: conn.execute(query).scalar_one_or_none())
         if index is None:
             raise EntryNotFoundError(
                 f"log {self.origin} has no entry with leaf hash {leaf_hash_.hex()}"
@@ -387,15 +385,17 @@ class LogStore:
         ``old_size`` 0 needs no checkpoint. Raises :class:`SizeNotSignedError`
         or :class:`IndexOutOfRangeError` (old size above the new one).
         """
-        async with self.engine.connect() as conn:
-            new = await self._resolve(conn, new_size)
+
+        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
+            new = self._resolve(conn, new_size)
             if old_size > new.size:
                 raise IndexOutOfRangeError(f"old size {old_size} exceeds new size {new.size}")
             if old_size != 0:
-                await self._signed(conn, old_size)
+                self._signed(conn, old_size)
             plan = consistency_plan(old_size, new.size)
-            hashes = await self._fetch_nodes(conn, plan.nodes())
-        return plan.assemble(hashes), new
+            return plan.assemble(self._fetch_nodes(conn, plan.nodes())), new
+
+        return await self.db.read(work)
 
     async def entries(
         self, start: int, end: int, *, batch: int = 1000
@@ -412,8 +412,7 @@ class LogStore:
                 .where(Entry.log_id == self.log_id, Entry.idx >= position, Entry.idx < stop)
                 .order_by(Entry.idx)
             )
-            async with self.engine.connect() as conn:
-                rows = [(int(i), bytes(d)) for i, d in await conn.execute(query)]
+            rows = await self.db.scan(functools.partial(_entry_rows, query))
             if len(rows) != stop - position:
                 raise IndexOutOfRangeError(f"entries [{position}, {stop}) are not all stored")
             yield rows
@@ -422,8 +421,7 @@ class LogStore:
     async def entry(self, index: int) -> bytes:
         """Return one entry's bytes; :class:`IndexOutOfRangeError` if it is not stored."""
         query = select(Entry.data).where(Entry.log_id == self.log_id, Entry.idx == index)
-        async with self.engine.connect() as conn:
-            data = (await conn.execute(query)).scalar_one_or_none()
+        data = await self.db.read(lambda conn: conn.execute(query).scalar_one_or_none())
         if data is None:
             raise IndexOutOfRangeError(f"log {self.origin} has no entry {index}")
         return bytes(data)
@@ -451,9 +449,12 @@ class LogStore:
             .where(CheckpointRow.log_id == self.log_id)
             .order_by(CheckpointRow.size)
         )
-        async with self.engine.connect() as conn:
-            checkpoints = [(int(s), bytes(r), n) for s, r, n in await conn.execute(query)]
-            size = await self._size(conn)
+
+        def overview(conn: Connection) -> tuple[list[tuple[int, bytes, str]], int]:
+            checkpoints = [(int(s), bytes(r), n) for s, r, n in conn.execute(query)]
+            return checkpoints, self._size(conn)
+
+        checkpoints, size = await self.db.scan(overview)
         pending = iter(checkpoints)
         next_cp = next(pending, None)
         border = CompactRange()
@@ -473,8 +474,7 @@ class LogStore:
                 .where(Entry.log_id == self.log_id, Entry.idx >= position, Entry.idx < stop)
                 .order_by(Entry.idx)
             )
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(query_rows)).all()
+            rows = await self.db.scan(functools.partial(_all_rows, query_rows))
             for idx, stored_leaf, stored_nodes, data in rows:
                 if idx != border.size:
                     raise FsckError(f"entry {border.size} is missing (next stored index is {idx})")
@@ -494,6 +494,14 @@ class LogStore:
         if next_cp is not None:
             raise FsckError(f"checkpoint at size {next_cp[0]} is beyond the {size} stored entries")
         return size
+
+
+def _entry_rows(query: Select[tuple[int, bytes]], conn: Connection) -> list[tuple[int, bytes]]:
+    return [(int(i), bytes(d)) for i, d in conn.execute(query)]
+
+
+def _all_rows(query: Select[Any], conn: Connection) -> Sequence[Row[Any]]:
+    return conn.execute(query).all()
 
 
 def _check_checkpoint(
@@ -516,10 +524,10 @@ def _check_checkpoint(
 
 
 def _insert_ignore(
-    engine: AsyncEngine, table: type[Log], values: dict[str, object], keys: list[str]
+    db: Database, table: type[Log], values: dict[str, object], keys: list[str]
 ) -> Executable:
     """An INSERT that does nothing if a row with the same ``keys`` exists."""
-    if is_sqlite(engine):
+    if db.is_sqlite:
         return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
     return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
 

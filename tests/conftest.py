@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.db import create_engine, migrate, sqlite_url
+from ledger.db import Database, sqlite_url
 from ledger.note import Signer
 from tests.pg import PostgresServer, PostgresUnavailableError, create_database, postgres_server
 
@@ -46,14 +45,14 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database built by running the real migrations."""
-    eng = create_engine(db_url)
-    await migrate(eng)
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A database built by running the real migrations."""
+    database = Database(db_url)
+    await database.migrate()
     try:
-        yield eng
+        yield database
     finally:
-        await eng.dispose()
+        await database.dispose()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-from ledger.db import create_engine
+from ledger.db import Database
 from ledger.keys import load_key_file
 from ledger.store import LogStore, Sequencer
 
@@ -26,9 +26,9 @@ WRITERS = 8
 
 
 async def main(url: str, origin: str, key_file: str, seed: int, repeats: list[bytes]) -> None:
-    engine = create_engine(url)
+    db = Database(url)
     signer = load_key_file(Path(key_file))
-    store = await LogStore.open(engine, origin)
+    store = await LogStore.open(db, origin)
     sequencer = Sequencer(store, signer)
     rng = random.Random(seed)
 

@@ -6,13 +6,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from ledger.db import Database
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_concurrent_processes_appending_the_same_entries_agree_on_indices(
-    engine: AsyncEngine, db_url: str, tmp_path: Path
+    db: Database, db_url: str, tmp_path: Path
 ) -> None:
     # Three writer processes race to append the same entries, several
     # transactions each: strong dedup

@@ -15,8 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from ledger.db import Database
 from ledger.keys import create_key_file
 from ledger.merkle import verify_consistency
 from ledger.store import LogStore
@@ -60,12 +59,12 @@ async def _run_until_killed(
 
 
 async def test_killed_appender_loses_no_acknowledged_entry(
-    engine: AsyncEngine, tmp_path: Path, db_url: str
+    db: Database, tmp_path: Path, db_url: str
 ) -> None:
     rng = random.Random(os.environ.get("KAIFANG_CRASH_SEED", "crash"))
     key = tmp_path / "log.key"
     signer = create_key_file(key, ORIGIN)
-    store = await LogStore.create(engine, ORIGIN, signer.verifier_key())
+    store = await LogStore.create(db, ORIGIN, signer.verifier_key())
     repeat_file = tmp_path / "repeats"
     repeat_file.write_text("")
     all_acked: dict[bytes, int] = {}
@@ -73,7 +72,7 @@ async def test_killed_appender_loses_no_acknowledged_entry(
     for round_ in range(ROUNDS):
         acked = await _run_until_killed(db_url, key, round_, repeat_file, rng)
         assert acked, f"round {round_}: the appender acknowledged nothing before the kill"
-        fresh = await LogStore.open(engine, ORIGIN)  # no state carried over in memory
+        fresh = await LogStore.open(db, ORIGIN)  # no state carried over in memory
         await fresh.fsck()
         for line in acked:
             data, index = bytes.fromhex(str(line["data"])), int(str(line["index"]))

@@ -35,7 +35,7 @@ async def node(db_url: str, tmp_path: Path) -> AsyncIterator[RunningNode]:
 
 
 @pytest.fixture
-async def stub(node: RunningNode) -> AsyncIterator[ledger_pb2_grpc.LedgerServiceStub]:
+async def stub(node: RunningNode) -> AsyncIterator[ledger_pb2_grpc.LedgerServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
         yield ledger_pb2_grpc.LedgerServiceStub(channel)
 
@@ -57,7 +57,7 @@ def _details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, 
 
 
 async def test_checkpoint_latest_and_at_a_signed_size(
-    stub: ledger_pb2_grpc.LedgerServiceStub, node: RunningNode
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub, node: RunningNode
 ) -> None:
     latest = await stub.GetCheckpoint(ledger_pb2.GetCheckpointRequest())
     assert latest.tree_size == 40
@@ -67,7 +67,9 @@ async def test_checkpoint_latest_and_at_a_signed_size(
     assert old.tree_size == 25
 
 
-async def test_entries_stream_in_batches_verbatim(stub: ledger_pb2_grpc.LedgerServiceStub) -> None:
+async def test_entries_stream_in_batches_verbatim(
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub,
+) -> None:
     got: list[ledger_pb2.Entry] = []
     batches = 0
     async for response in stub.GetEntries(ledger_pb2.GetEntriesRequest(start=3, batch_size=7)):
@@ -80,7 +82,7 @@ async def test_entries_stream_in_batches_verbatim(stub: ledger_pb2_grpc.LedgerSe
 
 
 async def test_inclusion_proof_by_index_and_by_leaf_hash_verifies(
-    stub: ledger_pb2_grpc.LedgerServiceStub, node: RunningNode
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub, node: RunningNode
 ) -> None:
     for request in (
         ledger_pb2.GetInclusionProofRequest(index=17, tree_size=25),
@@ -93,7 +95,7 @@ async def test_inclusion_proof_by_index_and_by_leaf_hash_verifies(
 
 
 async def test_consistency_proof_between_signed_sizes_verifies(
-    stub: ledger_pb2_grpc.LedgerServiceStub, node: RunningNode
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub, node: RunningNode
 ) -> None:
     old = open_checkpoint(
         (await stub.GetCheckpoint(ledger_pb2.GetCheckpointRequest(tree_size=10))).checkpoint,
@@ -106,7 +108,7 @@ async def test_consistency_proof_between_signed_sizes_verifies(
 
 
 async def test_receipt_verifies_offline(
-    stub: ledger_pb2_grpc.LedgerServiceStub, node: RunningNode
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub, node: RunningNode
 ) -> None:
     response = await stub.GetReceipt(ledger_pb2.GetReceiptRequest(index=30))
     cp = verify_receipt(response.receipt, node.signer.verifier())
@@ -149,7 +151,7 @@ async def test_receipt_verifies_offline(
     ],
 )  # fmt: skip
 async def test_bad_requests_get_a_precise_status_with_details(
-    stub: ledger_pb2_grpc.LedgerServiceStub,
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub,
     call: str,
     request_: object,
     code: grpc.StatusCode,
@@ -177,7 +179,7 @@ async def test_bad_requests_get_a_precise_status_with_details(
     ],
 )  # fmt: skip
 async def test_bad_entry_ranges_are_refused(
-    stub: ledger_pb2_grpc.LedgerServiceStub,
+    stub: ledger_pb2_grpc.LedgerServiceAsyncStub,
     request_: ledger_pb2.GetEntriesRequest,
     code: grpc.StatusCode,
     field: str | None,

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.checkpoint import open_checkpoint
+from ledger.db import Database
 from ledger.errors import (
     EntryNotFoundError,
     EntryTooLargeError,
@@ -25,8 +25,8 @@ from ledger.store import MAX_ENTRY_SIZE, LogStore, Sequencer
 from tests.conftest import ORIGIN
 
 
-async def _store(engine: AsyncEngine, signer: Signer) -> LogStore:
-    return await LogStore.create(engine, ORIGIN, signer.verifier_key())
+async def _store(db: Database, signer: Signer) -> LogStore:
+    return await LogStore.create(db, ORIGIN, signer.verifier_key())
 
 
 def _entries(n: int, tag: str = "e") -> list[bytes]:
@@ -34,9 +34,9 @@ def _entries(n: int, tag: str = "e") -> list[bytes]:
 
 
 async def test_appended_entries_get_consecutive_indices_and_a_signed_checkpoint(
-    engine: AsyncEngine, signer: Signer
+    db: Database, signer: Signer
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     data = _entries(10)
     indices, cp = await store.sequence(data, signer)
     assert indices == list(range(10))
@@ -49,10 +49,8 @@ async def test_appended_entries_get_consecutive_indices_and_a_signed_checkpoint(
     assert cp2.size == 15
 
 
-async def test_duplicate_entries_get_their_first_index_back(
-    engine: AsyncEngine, signer: Signer
-) -> None:
-    store = await _store(engine, signer)
+async def test_duplicate_entries_get_their_first_index_back(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     await store.sequence([b"a", b"b", b"c"], signer)
     indices, cp = await store.sequence([b"x", b"b", b"x", b"a"], signer)
     assert indices == [3, 1, 3, 0]
@@ -63,21 +61,21 @@ async def test_duplicate_entries_get_their_first_index_back(
     assert cp2 == cp
 
 
-async def test_dedup_survives_reopening_the_store(engine: AsyncEngine, signer: Signer) -> None:
-    store = await _store(engine, signer)
+async def test_dedup_survives_reopening_the_store(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     await store.sequence([b"one", b"two"], signer)
-    reopened = await LogStore.open(engine, ORIGIN)
+    reopened = await LogStore.open(db, ORIGIN)
     indices, _ = await reopened.sequence([b"two", b"three"], signer)
     assert indices == [1, 2]
 
 
 async def test_concurrent_appenders_on_separate_stores_never_duplicate(
-    engine: AsyncEngine, signer: Signer
+    db: Database, signer: Signer
 ) -> None:
     # Separate LogStore objects stand for separate writer processes: no shared
     # in-memory state, only the database.
-    first = await _store(engine, signer)
-    stores = [first] + [await LogStore.open(engine, ORIGIN) for _ in range(3)]
+    first = await _store(db, signer)
+    stores = [first] + [await LogStore.open(db, ORIGIN) for _ in range(3)]
     shared = _entries(30, "shared")
 
     async def writer(store: LogStore, k: int) -> list[int]:
@@ -97,9 +95,9 @@ async def test_concurrent_appenders_on_separate_stores_never_duplicate(
 
 
 async def test_entry_over_the_size_limit_is_refused_and_nothing_is_written(
-    engine: AsyncEngine, signer: Signer
+    db: Database, signer: Signer
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     with pytest.raises(EntryTooLargeError):
         await store.sequence([b"ok", b"x" * (MAX_ENTRY_SIZE + 1)], signer)
     with pytest.raises(SizeNotSignedError):
@@ -109,8 +107,8 @@ async def test_entry_over_the_size_limit_is_refused_and_nothing_is_written(
     assert indices == [0]
 
 
-async def test_proofs_verify_at_every_signed_size(engine: AsyncEngine, signer: Signer) -> None:
-    store = await _store(engine, signer)
+async def test_proofs_verify_at_every_signed_size(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     data: list[bytes] = []
     sizes: list[int] = []
     for batch in (1, 2, 5, 1, 8, 3, 13):
@@ -133,8 +131,8 @@ async def test_proofs_verify_at_every_signed_size(engine: AsyncEngine, signer: S
                 verify_consistency(old, size, proof, old_root, cp.root_hash)
 
 
-async def test_reads_beyond_the_log_are_refused(engine: AsyncEngine, signer: Signer) -> None:
-    store = await _store(engine, signer)
+async def test_reads_beyond_the_log_are_refused(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     with pytest.raises(SizeNotSignedError):
         await store.inclusion_proof(0)
     await store.sequence(_entries(4), signer)
@@ -150,13 +148,11 @@ async def test_reads_beyond_the_log_are_refused(engine: AsyncEngine, signer: Sig
         await store.index_of(leaf_hash(b"absent"))
     assert await store.index_of(leaf_hash(_entries(4)[2])) == 2
     with pytest.raises(UnknownLogError):
-        await LogStore.open(engine, "other.example/log")
+        await LogStore.open(db, "other.example/log")
 
 
-async def test_entries_are_read_back_verbatim_in_batches(
-    engine: AsyncEngine, signer: Signer
-) -> None:
-    store = await _store(engine, signer)
+async def test_entries_are_read_back_verbatim_in_batches(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     data = [bytes([i % 256]) * (i % 7) for i in range(23)]
     data = list(dict.fromkeys(data))  # distinct entries only
     await store.sequence(data, signer)
@@ -165,8 +161,8 @@ async def test_entries_are_read_back_verbatim_in_batches(
     assert [d for b in got for _, d in b] == data
 
 
-async def test_receipt_verifies_offline(engine: AsyncEngine, signer: Signer) -> None:
-    store = await _store(engine, signer)
+async def test_receipt_verifies_offline(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     await store.sequence(_entries(9), signer)
     receipt = await store.receipt(6)
     cp = verify_receipt(receipt.format(), signer.verifier())
@@ -186,29 +182,29 @@ async def test_receipt_verifies_offline(engine: AsyncEngine, signer: Signer) -> 
     ],
 )
 async def test_database_refuses_to_change_the_record(
-    engine: AsyncEngine, signer: Signer, statement: str
+    db: Database, signer: Signer, statement: str
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(3), signer)
-    if engine.dialect.name == "postgresql":
+    if db.dialect == "postgresql":
         statement = statement.replace("X'00'", "'\\x00'::bytea")
     with pytest.raises((IntegrityError, DBAPIError), match="append-only"):
-        async with engine.begin() as conn:
+        async with db.engine.begin() as conn:
             await conn.execute(text(statement))
     assert await store.fsck() == 3
 
 
 async def test_fsck_reports_a_checkpoint_signed_by_another_key(
-    engine: AsyncEngine, signer: Signer
+    db: Database, signer: Signer
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(3), signer)
     with pytest.raises(FsckError, match="size 3"):
         await store.fsck(Signer.generate(ORIGIN).verifier())
 
 
-async def test_sequencer_batches_concurrent_appends(engine: AsyncEngine, signer: Signer) -> None:
-    store = await _store(engine, signer)
+async def test_sequencer_batches_concurrent_appends(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
     sequencer = Sequencer(store, signer)
     results = await asyncio.gather(*(sequencer.append(d) for d in _entries(50)))
     assert sorted(r.index for r in results) == list(range(50))

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tiles
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.db import Database
 from ledger.errors import SizeNotSignedError, TileError
 from ledger.merkle import HASH_SIZE, fold_right, leaf_hash, root_hash, subtrees
 from ledger.note import Signer, Verifier
@@ -265,8 +265,8 @@ def out(tmp_path: Path) -> Path:
     return tmp_path / "export"
 
 
-async def _store(engine: AsyncEngine, signer: Signer) -> LogStore:
-    return await LogStore.create(engine, ORIGIN, signer.verifier_key())
+async def _store(db: Database, signer: Signer) -> LogStore:
+    return await LogStore.create(db, ORIGIN, signer.verifier_key())
 
 
 def _entries(start: int, stop: int) -> list[bytes]:
@@ -347,9 +347,9 @@ def _client_read(directory: Path, verifier: Verifier) -> tuple[Checkpoint, list[
 
 
 async def test_export_reads_back_as_a_tile_client_would(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     data = _entries(0, 700)
     _, cp = await store.sequence(data, signer)
     stats = await export_tiles(store, out)
@@ -374,8 +374,8 @@ async def test_export_reads_back_as_a_tile_client_would(
     assert entries == data
 
 
-async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, out: Path) -> None:
-    store = await _store(engine, signer)
+async def test_export_is_incremental(db: Database, signer: Signer, out: Path) -> None:
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 300), signer)
     first = await export_tiles(store, out)
     assert (first.tiles_written, first.bundles_written) == (3, 2)
@@ -423,9 +423,9 @@ async def test_export_is_incremental(engine: AsyncEngine, signer: Signer, out: P
 
 
 async def test_a_directory_without_its_checkpoint_is_repaired(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 700), signer)
     await export_tiles(store, out)
     original = _damage(out, ["checkpoint", "tile/0/001", "tile/entries/002.p/188"])
@@ -436,8 +436,8 @@ async def test_a_directory_without_its_checkpoint_is_repaired(
     assert _client_read(out, signer.verifier())[1] == _entries(0, 700)
 
 
-async def test_export_at_a_signed_size(engine: AsyncEngine, signer: Signer, out: Path) -> None:
-    store = await _store(engine, signer)
+async def test_export_at_a_signed_size(db: Database, signer: Signer, out: Path) -> None:
+    store = await _store(db, signer)
     _, old = await store.sequence(_entries(0, 300), signer)
     await store.sequence(_entries(300, 700), signer)
     stats = await export_tiles(store, out / "old", 300)
@@ -450,9 +450,9 @@ async def test_export_at_a_signed_size(engine: AsyncEngine, signer: Signer, out:
 
 
 async def test_empty_tree_exports_only_its_checkpoint(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     _, cp = await store.sequence([], signer)
     assert cp.size == 0
     await export_tiles(store, out)
@@ -462,9 +462,9 @@ async def test_empty_tree_exports_only_its_checkpoint(
 
 
 async def test_checkpoint_is_written_after_the_tiles(
-    engine: AsyncEngine, signer: Signer, out: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, signer: Signer, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 300), signer)
     await export_tiles(store, out)
     published = (out / "checkpoint").read_bytes()
@@ -521,9 +521,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
 
 
 async def test_export_refuses_to_move_the_checkpoint_back(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 300), signer)
     await store.sequence(_entries(300, 700), signer)
     await export_tiles(store, out)
@@ -534,9 +534,9 @@ async def test_export_refuses_to_move_the_checkpoint_back(
 
 
 async def test_export_refuses_a_directory_of_another_log(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 10), signer)
     impostor = Signer.generate(ORIGIN)
     foreign = sign_checkpoint(Checkpoint(ORIGIN, 5, b"\x00" * 32), impostor)
@@ -547,11 +547,11 @@ async def test_export_refuses_a_directory_of_another_log(
 
 
 async def test_export_refuses_a_checkpoint_the_log_does_not_extend(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
     # Same key, different tree at the same size: a fork. Full tiles on disk
     # could belong to it, so they must not be trusted.
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 10), signer)
     forked = sign_checkpoint(Checkpoint(ORIGIN, 5, b"\x00" * 32), signer)
     _publish(out, forked)
@@ -560,9 +560,9 @@ async def test_export_refuses_a_checkpoint_the_log_does_not_extend(
 
 
 async def test_export_refuses_a_hash_tile_of_the_wrong_length(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 300), signer)
     (out / "tile/0").mkdir(parents=True)
     (out / "tile/0/000").write_bytes(b"\x00" * 100)
@@ -572,11 +572,11 @@ async def test_export_refuses_a_hash_tile_of_the_wrong_length(
 
 
 async def test_every_signed_size_gets_its_partial_hash_tiles(
-    engine: AsyncEngine, signer: Signer, out: Path
+    db: Database, signer: Signer, out: Path
 ) -> None:
     # A receipt may carry any checkpoint the log signed; a tile client needs
     # that size's partial tiles to check it, even after later exports.
-    store = await _store(engine, signer)
+    store = await _store(db, signer)
     await store.sequence(_entries(0, 300), signer)
     await export_tiles(store, out)
     _, mid = await store.sequence(_entries(300, 310), signer)
