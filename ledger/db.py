@@ -147,6 +147,12 @@ class Database:
             _configure_sqlite(self._sync, begin_readers=False)
             self._threads = ThreadPoolExecutor(SQLITE_THREADS, thread_name_prefix="kaifang-db")
 
+    def placeholders(self, count: int) -> str:
+        """Return ``count`` positional parameter markers in the driver's own style."""
+        if self.is_sqlite:
+            return ", ".join("?" * count)
+        return ", ".join(f"${i}" for i in range(1, count + 1))
+
     @property
     def is_sqlite(self) -> bool:
         """Whether the database is SQLite."""

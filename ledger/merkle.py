@@ -24,6 +24,7 @@ from ledger.errors import ProofError, ProofShapeError
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
+_sha256 = hashlib.sha256
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
 
@@ -339,8 +340,10 @@ class CompactRange:
         """Add one leaf; return the hashes it completes, leaf hash first, then level 1, 2, …."""
         completed = [leaf_hash_]
         h = leaf_hash_
-        for _ in range(completed_levels(self._size)):
-            h = node_hash(self._hashes.pop(), h)
+        n = self._size + 1
+        # Trailing one bits of the old size = nodes this leaf completes.
+        for _ in range((n & -n).bit_length() - 1):
+            h = _sha256(_NODE_PREFIX + self._hashes.pop() + h).digest()
             completed.append(h)
         self._hashes.append(h)
         self._size += 1

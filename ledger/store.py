@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, func, insert, select, text
+from sqlalchemy import Connection, Row, Select, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
@@ -65,7 +65,7 @@ from ledger.receipt import Receipt
 # Entry bundles of C2SP tlog-tiles prefix each entry with a 16-bit length.
 MAX_ENTRY_SIZE = 0xFFFF
 # Entries written per transaction by bulk appends; bounds memory and lock time.
-BULK_CHUNK = 5000
+BULK_CHUNK = 20000
 # Leaf hashes looked up per dedup query; well under SQLite's bound-parameter limit.
 _LOOKUP_CHUNK = 2000
 
@@ -94,16 +94,10 @@ class Appended:
     checkpoint: SignedCheckpoint
 
 
-# Plain SQL with untyped parameters for the hot path: bytes go to the driver
-# as they are, without SQLAlchemy's per-value type processing, which costs
-# more than the insert itself at bulk rates.
-_insert_entries = text(
-    "INSERT INTO entries (log_id, idx, leaf_hash, nodes, data) "
-    "VALUES (:log_id, :idx, :leaf_hash, :nodes, :data)"
-)
-_lookup_hashes = text(
-    "SELECT leaf_hash, idx FROM entries WHERE log_id = :log_id AND leaf_hash IN :hashes"
-).bindparams(bindparam("hashes", expanding=True))
+# The hot path hands rows to the driver as tuples: SQLAlchemy's per-row
+# parameter processing costs more than SQLite's own insert at bulk rates.
+_INSERT_ENTRIES = "INSERT INTO entries (log_id, idx, leaf_hash, nodes, data) VALUES ({})"
+_LOOKUP_HASHES = "SELECT leaf_hash, idx FROM entries WHERE log_id = {} AND leaf_hash IN ({})"
 
 _entry_rows_by_idx = (
     select(Entry.idx, Entry.leaf_hash, Entry.nodes)
@@ -196,26 +190,19 @@ class LogStore:
         self._lock(conn)
         border = self._load_border(conn, self._size(conn))
         known = self._lookup(conn, hashes)
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[int, int, bytes, bytes, bytes]] = []
         indices: list[int] = []
+        log_id = self.log_id
         for data, h in zip(datas, hashes, strict=True):
             index = known.get(h)
             if index is None:
                 index = border.size
                 completed = border.append(h)
-                rows.append(
-                    {
-                        "log_id": self.log_id,
-                        "idx": index,
-                        "leaf_hash": h,
-                        "nodes": b"".join(completed[1:]),
-                        "data": data,
-                    }
-                )
+                rows.append((log_id, index, h, b"".join(completed[1:]), data))
                 known[h] = index
             indices.append(index)
         if rows:
-            conn.execute(_insert_entries, rows)
+            conn.exec_driver_sql(_INSERT_ENTRIES.format(self.db.placeholders(5)), rows)
         return indices, self._checkpoint_for(conn, border, signer, clock), border
 
     def _lock(self, conn: Connection) -> None:
@@ -242,8 +229,11 @@ class LogStore:
         unique = list(dict.fromkeys(hashes))
         known: dict[bytes, int] = {}
         for start in range(0, len(unique), _LOOKUP_CHUNK):
-            params = {"log_id": self.log_id, "hashes": unique[start : start + _LOOKUP_CHUNK]}
-            known.update((bytes(h), int(i)) for h, i in conn.execute(_lookup_hashes, params))
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            markers = self.db.placeholders(len(chunk) + 1)
+            sql = _LOOKUP_HASHES.format(*markers.split(", ", 1))
+            rows = conn.exec_driver_sql(sql, (self.log_id, *chunk))
+            known.update((bytes(h), int(i)) for h, i in rows)
         return known
 
     def _checkpoint_for(
