@@ -84,6 +84,7 @@ async def _abort(context: Any, error: LedgerError) -> None:
     await context.abort_with_status(rpc_status.to_status(status_for(error)))
 
 
+T = TypeVar("T")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -151,13 +152,24 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     def _size(message: Any, field: str) -> int | None:
         return _index(getattr(message, field), field) if message.HasField(field) else None
 
-    async def _check_size(self, log: LogStore, size: int | None, field: str) -> None:
-        """Tell a size beyond the log (OUT_OF_RANGE) from one inside it never signed (NOT_FOUND)."""
-        if size is None:
-            return
-        latest = await log.latest_checkpoint()
-        if size > latest.size:
-            raise IndexOutOfRangeError(f"{field} {size} exceeds the log's size {latest.size}")
+    @staticmethod
+    async def _at_sizes(log: LogStore, call: Awaitable[T], **sizes: int | None) -> T:
+        """Await ``call``; if a size was never signed, tell beyond-the-log from a gap.
+
+        A size above the latest signed one is OUT_OF_RANGE; one below it that
+        was never signed stays NOT_FOUND. The latest size is only looked up
+        on that failure path, so a good request costs one read.
+        """
+        try:
+            return await call
+        except SizeNotSignedError:
+            latest = (await log.latest_checkpoint()).size
+            for field, size in sizes.items():
+                if size is not None and size > latest:
+                    raise IndexOutOfRangeError(
+                        f"{field} {size} exceeds the log's size {latest}"
+                    ) from None
+            raise
 
     @_unary
     async def GetCheckpoint(
@@ -165,8 +177,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.GetCheckpointResponse:
         log = await self._log(request.origin)
         size = self._size(request, "tree_size")
-        await self._check_size(log, size, "tree_size")
-        cp = await log.checkpoint(size)
+        cp = await self._at_sizes(log, log.checkpoint(size), tree_size=size)
         return ledger_pb2.GetCheckpointResponse(
             checkpoint=cp.note, tree_size=cp.size, root_hash=cp.root_hash
         )
@@ -217,8 +228,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             index = _index(request.index, "index")
         else:
             raise InvalidArgumentError("leaf", "set either index or leaf_hash")
-        await self._check_size(log, size, "tree_size")
-        proof, cp = await log.inclusion_proof(index, size)
+        proof, cp = await self._at_sizes(log, log.inclusion_proof(index, size), tree_size=size)
         return ledger_pb2.GetInclusionProofResponse(
             index=index, tree_size=cp.size, hashes=proof, checkpoint=cp.note
         )
@@ -232,9 +242,9 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         new = self._size(request, "new_size")
         if new is not None and old > new:
             raise InvalidArgumentError("old_size", f"old size {old} exceeds new size {new}")
-        await self._check_size(log, new, "new_size")
-        await self._check_size(log, old, "old_size")
-        proof, cp = await log.consistency_proof(old, new)
+        proof, cp = await self._at_sizes(
+            log, log.consistency_proof(old, new), new_size=new, old_size=old
+        )
         return ledger_pb2.GetConsistencyProofResponse(
             old_size=old, new_size=cp.size, hashes=proof, checkpoint=cp.note
         )
@@ -246,6 +256,5 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         log = await self._log(request.origin)
         index = _index(request.index, "index")
         size = self._size(request, "tree_size")
-        await self._check_size(log, size, "tree_size")
-        receipt = await log.receipt(index, size)
+        receipt = await self._at_sizes(log, log.receipt(index, size), tree_size=size)
         return ledger_pb2.GetReceiptResponse(receipt=receipt.format())
