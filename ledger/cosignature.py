@@ -10,7 +10,8 @@ adds a signature line to the checkpoint's note. The Ed25519 cosignature signs
 and its signature bytes are ``big-endian u64 timestamp || 64-byte Ed25519
 signature``. The key ID uses signature type 0x04, so the same name and key
 never collide with a plain (0x01) note key. Keys use the same string formats
-as :mod:`ledger.note`, with type byte 0x04.
+as :mod:`ledger.note`, with type byte 0x04; the key classes here share their
+key handling with :mod:`ledger.note`'s and add only cosigning and its checks.
 
 The message does not commit to the cosigner's name, so one key must serve one
 cosigner only (the spec's rule; nothing here can check it).
@@ -21,20 +22,15 @@ from __future__ import annotations
 import hmac
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.checkpoint import parse_checkpoint
 from ledger.errors import CheckpointError, CosignatureError
 from ledger.note import (
-    ED25519_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
     NoteSignature,
-    check_key_name,
-    compute_key_id,
-    format_signer_key,
-    format_verifier_key,
-    parse_ed25519_signer_key,
-    parse_verifier_key,
+    _Ed25519SignerBase,
+    _Ed25519VerifierBase,
 )
 
 ALG_COSIGNATURE_V1 = 0x04
@@ -73,54 +69,11 @@ def cosignature_timestamp(signature: bytes) -> int:
     return timestamp
 
 
-class CosignatureSigner:
+class CosignatureSigner(_Ed25519SignerBase):
     """A witness's Ed25519 cosigning key (type 0x04) and its key name."""
 
-    __slots__ = ("_key_id", "_name", "_private_key", "_public_key")
-
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        """Wrap ``private_key`` under ``name``; raises ``KeyFormatError`` for a bad name."""
-        check_key_name(name)
-        self._name = name
-        self._private_key = private_key
-        self._public_key = private_key.public_key().public_bytes_raw()
-        self._key_id = compute_key_id(name, bytes([ALG_COSIGNATURE_V1]) + self._public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> CosignatureSigner:
-        """Return a cosigner with a fresh random key."""
-        return cls(name, Ed25519PrivateKey.generate())
-
-    @classmethod
-    def from_signer_key(cls, skey: str) -> CosignatureSigner:
-        """Parse ``PRIVATE+KEY+name+keyid+base64(0x04 || seed)``; raises ``KeyFormatError``."""
-        name, private_key = parse_ed25519_signer_key(skey, ALG_COSIGNATURE_V1)
-        return cls(name, private_key)
-
-    @property
-    def name(self) -> str:
-        """The cosigner's key name, written on its signature lines."""
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key ID computed with type byte 0x04."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte Ed25519 public key."""
-        return self._public_key
-
-    def signer_key(self) -> str:
-        """Return the secret signer key string (type 0x04)."""
-        return format_signer_key(
-            self._name, ALG_COSIGNATURE_V1, self._public_key, self._private_key.private_bytes_raw()
-        )
-
-    def verifier_key(self) -> str:
-        """Return the public verifier key string (type 0x04)."""
-        return format_verifier_key(self._name, ALG_COSIGNATURE_V1, self._public_key)
+    ALG = ALG_COSIGNATURE_V1
+    __slots__ = ()
 
     def verifier(self) -> CosignatureVerifier:
         """Return the verifier of this key."""
@@ -141,52 +94,16 @@ class CosignatureSigner:
             self._name, self._key_id, timestamp.to_bytes(TIMESTAMP_SIZE, "big") + signature
         )
 
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self._name!r}, key_id={self._key_id.hex()})"
 
-
-class CosignatureVerifier:
+class CosignatureVerifier(_Ed25519VerifierBase):
     """A witness's Ed25519 cosignature verification key (type 0x04).
 
     It fits :class:`ledger.note.NoteVerifier`, so it can be passed to
     :func:`ledger.note.open_note` next to the log's key.
     """
 
-    __slots__ = ("_key", "_key_id", "_name", "_public_key")
-
-    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
-        """Wrap ``public_key`` under ``name``; raises ``KeyFormatError`` for a bad name."""
-        check_key_name(name)
-        self._name = name
-        self._key = public_key
-        self._public_key = public_key.public_bytes_raw()
-        self._key_id = compute_key_id(name, bytes([ALG_COSIGNATURE_V1]) + self._public_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        """Parse ``name+keyid+base64(0x04 || public key)``; raises ``KeyFormatError``."""
-        name, _, public = parse_verifier_key(vkey, ALG_COSIGNATURE_V1, ED25519_KEY_SIZE)
-        # Any 32 bytes load; a key that is not a curve point just verifies nothing.
-        return cls(name, Ed25519PublicKey.from_public_bytes(public))
-
-    @property
-    def name(self) -> str:
-        """The cosigner's key name."""
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key ID computed with type byte 0x04."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte Ed25519 public key."""
-        return self._public_key
-
-    def verifier_key(self) -> str:
-        """Return the verifier key string (type 0x04)."""
-        return format_verifier_key(self._name, ALG_COSIGNATURE_V1, self._public_key)
+    ALG = ALG_COSIGNATURE_V1
+    __slots__ = ()
 
     def verify_timestamp(self, message: bytes, signature: bytes) -> int:
         """Verify a cosignature over checkpoint body ``message``; return its timestamp.
@@ -229,6 +146,3 @@ class CosignatureVerifier:
         except UnicodeEncodeError as e:
             raise CosignatureError("cosigned text is not valid Unicode") from e
         return self.verify_timestamp(message, cosignature.signature)
-
-    def __repr__(self) -> str:
-        return f"CosignatureVerifier({self.verifier_key()!r})"

@@ -10,7 +10,10 @@ Keys travel as strings in the format of golang.org/x/mod/sumdb/note:
 * signer key: ``PRIVATE+KEY+<name>+<8 hex digits of key ID>+base64(type || seed)``
 
 where the key ID is ``SHA-256(name || 0x0A || type || public key)[:4]`` and the
-type byte is 0x01 for plain Ed25519 note signatures.
+type byte is 0x01 for plain Ed25519 note signatures. The key handling common to
+all Ed25519 key types (names, key IDs, key strings) lives in small base
+classes parameterised by the type byte, which :class:`Signer`/:class:`Verifier`
+here and the cosignature keys of :mod:`ledger.cosignature` (type 0x04) extend.
 
 Verification never returns a bool: it returns or raises a
 :class:`~ledger.errors.NoteError`.
@@ -24,7 +27,7 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -202,38 +205,33 @@ class NoteVerifier(Protocol):
         ...
 
 
-class Signer:
-    """An Ed25519 note-signing key (signature type 0x01) and its key name."""
+class _Ed25519KeyBase:
+    """What every Ed25519 key of signature type ``ALG`` has: name, key ID, public key.
 
-    __slots__ = ("_key_id", "_name", "_private_key", "_public_key")
+    Subclasses set ``ALG``; :class:`_Ed25519SignerBase` and
+    :class:`_Ed25519VerifierBase` add the private or the verifying key.
+    """
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        """Wrap ``private_key`` under ``name``; raises :class:`KeyFormatError` for a bad name."""
+    ALG: ClassVar[int]
+    """The signature type byte, used in the key ID and the key strings."""
+
+    __slots__ = ("_key_id", "_name", "_public_key")
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        """Check ``name`` (:class:`KeyFormatError`) and compute the key ID of ``public_key``."""
         check_key_name(name)
         self._name = name
-        self._private_key = private_key
-        self._public_key = private_key.public_key().public_bytes_raw()
-        self._key_id = compute_key_id(name, bytes([ALG_ED25519]) + self._public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> Signer:
-        """Return a signer with a fresh random key."""
-        return cls(name, Ed25519PrivateKey.generate())
-
-    @classmethod
-    def from_signer_key(cls, skey: str) -> Signer:
-        """Parse a ``PRIVATE+KEY+...`` string; raises :class:`KeyFormatError` if malformed."""
-        name, private_key = parse_ed25519_signer_key(skey, ALG_ED25519)
-        return cls(name, private_key)
+        self._public_key = public_key
+        self._key_id = compute_key_id(name, bytes([self.ALG]) + public_key)
 
     @property
     def name(self) -> str:
-        """The key name written on signature lines."""
+        """The key name on signature lines."""
         return self._name
 
     @property
     def key_id(self) -> bytes:
-        """The 4-byte key ID written at the start of each signature."""
+        """The 4-byte key ID (computed with ``ALG``) at the start of each signature."""
         return self._key_id
 
     @property
@@ -241,15 +239,69 @@ class Signer:
         """The 32-byte Ed25519 public key."""
         return self._public_key
 
+    def verifier_key(self) -> str:
+        """Return the public verifier key string."""
+        return format_verifier_key(self._name, self.ALG, self._public_key)
+
+
+class _Ed25519SignerBase(_Ed25519KeyBase):
+    """An Ed25519 signing key and its key name; subclasses set ``ALG`` and add signing."""
+
+    __slots__ = ("_private_key",)
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        """Wrap ``private_key`` under ``name``; raises :class:`KeyFormatError` for a bad name."""
+        super().__init__(name, private_key.public_key().public_bytes_raw())
+        self._private_key = private_key
+
+    @classmethod
+    def generate(cls, name: str) -> Self:
+        """Return a signer with a fresh random key."""
+        return cls(name, Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_signer_key(cls, skey: str) -> Self:
+        """Parse ``PRIVATE+KEY+name+keyid+base64(ALG || seed)``; raises :class:`KeyFormatError`."""
+        name, private_key = parse_ed25519_signer_key(skey, cls.ALG)
+        return cls(name, private_key)
+
     def signer_key(self) -> str:
         """Return the secret signer key string; whoever holds it can sign."""
         return format_signer_key(
-            self._name, ALG_ED25519, self._public_key, self._private_key.private_bytes_raw()
+            self._name, self.ALG, self._public_key, self._private_key.private_bytes_raw()
         )
 
-    def verifier_key(self) -> str:
-        """Return the public verifier key string."""
-        return format_verifier_key(self._name, ALG_ED25519, self._public_key)
+    def __repr__(self) -> str:
+        # Never the private key: reprs end up in logs.
+        return f"{type(self).__name__}({self._name!r}, key_id={self._key_id.hex()})"
+
+
+class _Ed25519VerifierBase(_Ed25519KeyBase):
+    """An Ed25519 verification key and its key name; subclasses set ``ALG`` and add verifying."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
+        """Wrap ``public_key`` under ``name``; raises :class:`KeyFormatError` for a bad name."""
+        super().__init__(name, public_key.public_bytes_raw())
+        self._key = public_key
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> Self:
+        """Parse ``name+keyid+base64(ALG || public key)``; raises :class:`KeyFormatError`."""
+        name, _, public = parse_verifier_key(vkey, cls.ALG, ED25519_KEY_SIZE)
+        # Any 32 bytes load; a key that is not a curve point just verifies nothing.
+        return cls(name, Ed25519PublicKey.from_public_bytes(public))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.verifier_key()!r})"
+
+
+class Signer(_Ed25519SignerBase):
+    """An Ed25519 note-signing key (signature type 0x01) and its key name."""
+
+    ALG = ALG_ED25519
+    __slots__ = ()
 
     def verifier(self) -> Verifier:
         """Return the verifier of this key."""
@@ -259,49 +311,12 @@ class Signer:
         """Return the 64-byte Ed25519 signature of ``message``."""
         return self._private_key.sign(message)
 
-    def __repr__(self) -> str:
-        # Never the private key: reprs end up in logs.
-        return f"Signer({self._name!r}, key_id={self._key_id.hex()})"
 
-
-class Verifier:
+class Verifier(_Ed25519VerifierBase):
     """An Ed25519 note verification key (signature type 0x01) and its key name."""
 
-    __slots__ = ("_key", "_key_id", "_name", "_public_key")
-
-    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
-        """Wrap ``public_key`` under ``name``; raises :class:`KeyFormatError` for a bad name."""
-        check_key_name(name)
-        self._name = name
-        self._key = public_key
-        self._public_key = public_key.public_bytes_raw()
-        self._key_id = compute_key_id(name, bytes([ALG_ED25519]) + self._public_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> Verifier:
-        """Parse a verifier key string; raises :class:`KeyFormatError` if malformed."""
-        name, _, public = parse_verifier_key(vkey, ALG_ED25519, ED25519_KEY_SIZE)
-        # Any 32 bytes load; a key that is not a curve point just verifies nothing.
-        return cls(name, Ed25519PublicKey.from_public_bytes(public))
-
-    @property
-    def name(self) -> str:
-        """The key name expected on signature lines."""
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key ID expected at the start of each signature."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte Ed25519 public key."""
-        return self._public_key
-
-    def verifier_key(self) -> str:
-        """Return the verifier key string."""
-        return format_verifier_key(self._name, ALG_ED25519, self._public_key)
+    ALG = ALG_ED25519
+    __slots__ = ()
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Check an Ed25519 ``signature`` over ``message``; raises :class:`SignatureError`."""
@@ -311,9 +326,6 @@ class Verifier:
             self._key.verify(signature, message)
         except InvalidSignature as e:
             raise SignatureError(f"invalid signature by {self._name}+{self._key_id.hex()}") from e
-
-    def __repr__(self) -> str:
-        return f"Verifier({self.verifier_key()!r})"
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from ledger.db import Database, sqlite_url
 from ledger.note import Signer
 from tests.pg import PostgresServer, PostgresUnavailableError, create_database, postgres_server
 
 ORIGIN = "test.kaifang.example/log"
+
+# Property tests check correctness, not speed: on a shared 2-core machine a
+# per-example deadline only produces flaky failures.
+settings.register_profile("kaifang", deadline=None)
+settings.load_profile("kaifang")
 _db_counter = itertools.count()
 
 
