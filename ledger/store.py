@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +53,7 @@ from ledger.merkle import (
     HASH_SIZE,
     CompactRange,
     NodeId,
+    ProofPlan,
     consistency_plan,
     inclusion_plan,
     leaf_hash,
@@ -97,13 +100,20 @@ class Appended:
 # The hot path hands rows to the driver as tuples: SQLAlchemy's per-row
 # parameter processing costs more than SQLite's own insert at bulk rates.
 _INSERT_ENTRIES = "INSERT INTO entries (log_id, idx, leaf_hash, nodes, data) VALUES ({})"
-_LOOKUP_HASHES = "SELECT leaf_hash, idx FROM entries WHERE log_id = {} AND leaf_hash IN ({})"
-
-_entry_rows_by_idx = (
-    select(Entry.idx, Entry.leaf_hash, Entry.nodes)
-    .where(Entry.log_id == bindparam("log_id"))
-    .where(Entry.idx.in_(bindparam("idxs", expanding=True)))
+_LOOKUP_HASHES = "SELECT leaf_hash, idx FROM entries WHERE log_id = ? AND leaf_hash IN ({})"
+# PostgreSQL plans an IN list of thousands of byte strings as a scan of the
+# whole log; a join against one array parameter uses the unique index.
+_LOOKUP_HASHES_PG = (
+    "SELECT e.leaf_hash, e.idx FROM unnest($2::bytea[]) AS h(leaf_hash) "
+    "JOIN entries e ON e.log_id = $1 AND e.leaf_hash = h.leaf_hash"
 )
+_ROWS_BY_IDX = "SELECT idx, leaf_hash, nodes FROM entries WHERE log_id = {} AND idx IN ({})"
+_ROW_RANGE = (
+    "SELECT idx, leaf_hash, nodes FROM entries WHERE log_id = {} AND idx >= {} AND idx < {}"
+)
+_ROW_BLOCK_BITS = 8
+# Rows whose subtree hashes a process keeps in memory (about 200 bytes each).
+ROW_CACHE_SIZE = 1 << 17
 _checkpoint_at = select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note).where(
     CheckpointRow.log_id == bindparam("log_id"), CheckpointRow.size == bindparam("size")
 )
@@ -113,6 +123,52 @@ _latest_checkpoint = (
     .order_by(CheckpointRow.size.desc())
     .limit(1)
 )
+
+
+class RowCache:
+    """A bounded, least-recently-used map from entry index to that row's subtree hashes.
+
+    Values are the leaf hash followed by the hashes of the nodes the entry
+    completed. Rows are immutable, so nothing is ever invalidated; a lock
+    makes the cache safe for readers on the event loop and writers in threads.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        """Keep at most ``capacity`` rows."""
+        self.capacity = capacity
+        self._rows: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, indices: Iterable[int]) -> tuple[dict[int, bytes], list[int]]:
+        """Return the cached rows among ``indices`` and the sorted indices not cached."""
+        found: dict[int, bytes] = {}
+        missing: list[int] = []
+        with self._lock:
+            for i in indices:
+                row = self._rows.get(i)
+                if row is None:
+                    missing.append(i)
+                else:
+                    self._rows.move_to_end(i)
+                    found[i] = row
+        missing.sort()
+        return found, missing
+
+    def put_many(self, rows: dict[int, bytes]) -> None:
+        """Cache ``rows``, evicting the least recently used beyond capacity."""
+        with self._lock:
+            self._rows.update(rows)
+            while len(self._rows) > self.capacity:
+                self._rows.popitem(last=False)
+
+
+def _nodes_from_rows(nodes: Iterable[NodeId], rows: dict[int, bytes]) -> dict[NodeId, bytes]:
+    """Pick each node's hash out of the row (leaf hash, then levels 1, 2, …) that holds it."""
+    found: dict[NodeId, bytes] = {}
+    for node in nodes:
+        level = node[0]
+        found[node] = rows[node_home(node)][level * HASH_SIZE : (level + 1) * HASH_SIZE]
+    return found
 
 
 class LogStore:
@@ -131,8 +187,9 @@ class LogStore:
         # The right border of the tree as this process last wrote it; reloaded
         # whenever another writer has appended since.
         self._border: CompactRange | None = None
-        # Signed checkpoints never change, so any of them may be cached.
+        # Signed checkpoints and stored rows never change, so any may be cached.
         self._checkpoints: dict[int, SignedCheckpoint] = {}
+        self._rows = RowCache(ROW_CACHE_SIZE)
 
     @classmethod
     async def open(cls, db: Database, origin: str | None = None) -> LogStore:
@@ -227,13 +284,16 @@ class LogStore:
     def _lookup(self, conn: Connection, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Return the index of every given leaf hash that the log already holds."""
         unique = list(dict.fromkeys(hashes))
+        if not self.db.is_sqlite:
+            rows = conn.exec_driver_sql(_LOOKUP_HASHES_PG, (self.log_id, unique))
+            return {bytes(h): int(i) for h, i in rows}
         known: dict[bytes, int] = {}
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
-            markers = self.db.placeholders(len(chunk) + 1)
-            sql = _LOOKUP_HASHES.format(*markers.split(", ", 1))
-            rows = conn.exec_driver_sql(sql, (self.log_id, *chunk))
-            known.update((bytes(h), int(i)) for h, i in rows)
+            sql = _LOOKUP_HASHES.format(", ".join("?" * len(chunk)))
+            known.update(
+                (bytes(h), int(i)) for h, i in conn.exec_driver_sql(sql, (self.log_id, *chunk))
+            )
         return known
 
     def _checkpoint_for(
@@ -312,22 +372,49 @@ class LogStore:
         )
         return await self.db.scan(lambda conn: [int(s) for s in conn.execute(query).scalars()])
 
-    def _fetch_nodes(self, conn: Connection, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
-        """Read the hashes of complete subtrees from the rows of the entries that completed them."""
+    def _fetch_nodes(
+        self, conn: Connection, nodes: Iterable[NodeId], *, tree_size: int | None = None
+    ) -> dict[NodeId, bytes]:
+        """Read the hashes of complete subtrees from the rows of the entries that completed them.
+
+        When the whole tree of ``tree_size`` fits in the row cache, a missing
+        row brings in its neighbours (256 at a time) too: after a few hundred
+        random proofs every proof of such a log is answered from memory.
+        """
         wanted = list(nodes)
-        if not wanted:
-            return {}
-        homes = sorted({node_home(n) for n in wanted})
-        params = {"log_id": self.log_id, "idxs": homes}
-        rows = {
-            int(i): (bytes(lh), bytes(ns)) for i, lh, ns in conn.execute(_entry_rows_by_idx, params)
-        }
-        found: dict[NodeId, bytes] = {}
-        for node in wanted:
-            level, _ = node
-            leaf, above = rows[node_home(node)]
-            found[node] = leaf if level == 0 else above[(level - 1) * HASH_SIZE : level * HASH_SIZE]
-        return found
+        rows, missing = self._rows.get_many({node_home(n) for n in wanted})
+        if missing:
+            if tree_size is not None and tree_size <= self._rows.capacity:
+                read = self._read_row_ranges(conn, missing)
+            else:
+                markers = self.db.placeholders(len(missing) + 1).split(", ", 1)
+                read = {
+                    int(i): bytes(lh) + bytes(ns)
+                    for i, lh, ns in conn.exec_driver_sql(
+                        _ROWS_BY_IDX.format(*markers), (self.log_id, *missing)
+                    )
+                }
+            self._rows.put_many(read)
+            rows.update(read)
+        return _nodes_from_rows(wanted, rows)
+
+    def _read_row_ranges(self, conn: Connection, missing: Sequence[int]) -> dict[int, bytes]:
+        """Read the subtree hashes of every row in the 256-row blocks holding ``missing``."""
+        read: dict[int, bytes] = {}
+        sql = _ROW_RANGE.format(*self.db.placeholders(3).split(", "))
+        for block in sorted({i >> _ROW_BLOCK_BITS for i in missing}):
+            start = block << _ROW_BLOCK_BITS
+            params = (self.log_id, start, start + (1 << _ROW_BLOCK_BITS))
+            read.update(
+                (int(i), bytes(lh) + bytes(ns)) for i, lh, ns in conn.exec_driver_sql(sql, params)
+            )
+        return read
+
+    def _cached_nodes(self, nodes: Iterable[NodeId]) -> dict[NodeId, bytes] | None:
+        """Return the hashes of ``nodes`` if every row holding them is in memory, else None."""
+        wanted = list(nodes)
+        rows, missing = self._rows.get_many({node_home(n) for n in wanted})
+        return None if missing else _nodes_from_rows(wanted, rows)
 
     async def node_hashes(self, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
         """Return the hashes of complete subtrees (which must lie within the stored tree)."""
@@ -343,14 +430,26 @@ class LogStore:
         :class:`IndexOutOfRangeError` for an index not below the size.
         """
 
-        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
-            checkpoint = self._resolve(conn, size)
+        def plan_for(checkpoint: SignedCheckpoint) -> ProofPlan:
             if not 0 <= index < checkpoint.size:
                 raise IndexOutOfRangeError(
                     f"index {index} is not below tree size {checkpoint.size}"
                 )
-            plan = inclusion_plan(index, checkpoint.size)
-            return plan.assemble(self._fetch_nodes(conn, plan.nodes())), checkpoint
+            return inclusion_plan(index, checkpoint.size)
+
+        known = self._checkpoints.get(size) if size is not None else None
+        if known is not None:
+            # Everything a proof needs is immutable: answer from memory if possible.
+            plan = plan_for(known)
+            hashes = self._cached_nodes(plan.nodes())
+            if hashes is not None:
+                return plan.assemble(hashes), known
+
+        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
+            checkpoint = self._resolve(conn, size)
+            plan = plan_for(checkpoint)
+            hashes = self._fetch_nodes(conn, plan.nodes(), tree_size=checkpoint.size)
+            return plan.assemble(hashes), checkpoint
 
         return await self.db.read(work)
 
@@ -376,14 +475,25 @@ class LogStore:
         or :class:`IndexOutOfRangeError` (old size above the new one).
         """
 
-        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
-            new = self._resolve(conn, new_size)
+        def plan_for(new: SignedCheckpoint) -> ProofPlan:
             if old_size > new.size:
                 raise IndexOutOfRangeError(f"old size {old_size} exceeds new size {new.size}")
+            return consistency_plan(old_size, new.size)
+
+        known = self._checkpoints.get(new_size) if new_size is not None else None
+        if known is not None and (old_size == 0 or old_size in self._checkpoints):
+            plan = plan_for(known)
+            hashes = self._cached_nodes(plan.nodes())
+            if hashes is not None:
+                return plan.assemble(hashes), known
+
+        def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
+            new = self._resolve(conn, new_size)
+            plan = plan_for(new)
             if old_size != 0:
                 self._signed(conn, old_size)
-            plan = consistency_plan(old_size, new.size)
-            return plan.assemble(self._fetch_nodes(conn, plan.nodes())), new
+            hashes = self._fetch_nodes(conn, plan.nodes(), tree_size=new.size)
+            return plan.assemble(hashes), new
 
         return await self.db.read(work)
 
