@@ -21,7 +21,7 @@ from ledger.errors import (
 from ledger.merkle import leaf_hash, root_hash, verify_consistency, verify_inclusion
 from ledger.note import Signer
 from ledger.receipt import verify_receipt
-from ledger.store import MAX_ENTRY_SIZE, LogStore, Sequencer
+from ledger.store import MAX_ENTRY_SIZE, LogStore, RowCache, Sequencer
 from tests.conftest import ORIGIN
 
 
@@ -216,3 +216,30 @@ async def test_sequencer_batches_concurrent_appends(db: Database, signer: Signer
     dup = await sequencer.append(_entries(50)[7])
     assert dup.index == 7
     await sequencer.close()
+
+
+def test_row_cache_keeps_the_most_recently_used_rows_within_capacity() -> None:
+    cache = RowCache(3)
+    cache.put_many({1: b"a", 2: b"b", 3: b"c"})
+    found, missing = cache.get_many([1, 4])  # touching 1 makes 2 the oldest
+    assert (found, missing) == ({1: b"a"}, [4])
+    cache.put_many({4: b"d"})
+    found, missing = cache.get_many([1, 2, 3, 4])
+    assert set(found) == {1, 3, 4}
+    assert missing == [2]
+
+
+async def test_proofs_served_from_memory_match_proofs_read_from_the_database(
+    db: Database, signer: Signer
+) -> None:
+    store = await _store(db, signer)
+    data = _entries(300)
+    _, cp = await store.sequence(data, signer)
+    cold = LogStore(db, store.log_id, store.origin, store.vkey)
+    cold._rows = RowCache(0)  # nothing is ever cached: every proof reads the database
+    for index in range(0, 300, 7):
+        warm_proof, _ = await store.inclusion_proof(index, 300)
+        again, _ = await store.inclusion_proof(index, 300)
+        cold_proof, _ = await cold.inclusion_proof(index, 300)
+        assert warm_proof == again == cold_proof
+        verify_inclusion(leaf_hash(data[index]), index, 300, again, cp.root_hash)
