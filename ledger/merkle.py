@@ -90,6 +90,11 @@ def subtrees(begin: int, end: int) -> list[NodeId]:
     """
     if not 0 <= begin <= end:
         raise ValueError(f"invalid range [{begin}, {end})")
+    width = end - begin
+    if width and not width & (width - 1) and not begin & (width - 1):
+        # Most ranges in a proof are one aligned subtree: skip the loop.
+        level = width.bit_length() - 1
+        return [(level, begin >> level)]
     nodes: list[NodeId] = []
     while begin < end:
         # The largest power of two that divides ``begin`` (any, when begin is 0)...
