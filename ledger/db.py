@@ -46,6 +46,8 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 # Threads running SQLite units of work: readers run in parallel (SQLite
 # releases the GIL while it works); writers queue on the write lock.
 SQLITE_THREADS = 4
+# Page cache per SQLite connection, in KiB.
+SQLITE_CACHE_KIB = 32 * 1024
 
 T = TypeVar("T")
 
@@ -71,6 +73,9 @@ def _configure_sqlite(engine: Engine, *, begin_readers: bool) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # The dedup index takes random inserts; a page cache that holds more
+        # of it means fewer pages read and rewritten per commit.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
