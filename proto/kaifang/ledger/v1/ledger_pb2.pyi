@@ -25,6 +25,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class GetCheckpointRequest(_message.Message):
+    """Which checkpoint to return."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORIGIN_FIELD_NUMBER: _builtins.int
@@ -53,6 +55,8 @@ Global___GetCheckpointRequest: _TypeAlias = GetCheckpointRequest  # noqa: Y015
 
 @_typing.final
 class GetCheckpointResponse(_message.Message):
+    """A signed checkpoint."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHECKPOINT_FIELD_NUMBER: _builtins.int
@@ -81,6 +85,8 @@ Global___GetCheckpointResponse: _TypeAlias = GetCheckpointResponse  # noqa: Y015
 
 @_typing.final
 class GetEntriesRequest(_message.Message):
+    """A range of entries to stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORIGIN_FIELD_NUMBER: _builtins.int
@@ -145,6 +151,8 @@ Global___Entry: _TypeAlias = Entry  # noqa: Y015
 
 @_typing.final
 class GetEntriesResponse(_message.Message):
+    """One batch of a GetEntries stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
@@ -167,6 +175,8 @@ Global___GetEntriesResponse: _TypeAlias = GetEntriesResponse  # noqa: Y015
 
 @_typing.final
 class GetInclusionProofRequest(_message.Message):
+    """The entry to prove, and the tree size to prove it in."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORIGIN_FIELD_NUMBER: _builtins.int
@@ -208,6 +218,8 @@ Global___GetInclusionProofRequest: _TypeAlias = GetInclusionProofRequest  # noqa
 
 @_typing.final
 class GetInclusionProofResponse(_message.Message):
+    """An inclusion proof and the checkpoint it leads to."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
@@ -242,6 +254,8 @@ Global___GetInclusionProofResponse: _TypeAlias = GetInclusionProofResponse  # no
 
 @_typing.final
 class GetConsistencyProofRequest(_message.Message):
+    """The two tree sizes to prove consistent."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORIGIN_FIELD_NUMBER: _builtins.int
@@ -274,6 +288,8 @@ Global___GetConsistencyProofRequest: _TypeAlias = GetConsistencyProofRequest  # 
 
 @_typing.final
 class GetConsistencyProofResponse(_message.Message):
+    """A consistency proof and the newer checkpoint."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OLD_SIZE_FIELD_NUMBER: _builtins.int
@@ -310,6 +326,8 @@ Global___GetConsistencyProofResponse: _TypeAlias = GetConsistencyProofResponse  
 
 @_typing.final
 class GetReceiptRequest(_message.Message):
+    """The entry whose receipt to return."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORIGIN_FIELD_NUMBER: _builtins.int
@@ -342,6 +360,8 @@ Global___GetReceiptRequest: _TypeAlias = GetReceiptRequest  # noqa: Y015
 
 @_typing.final
 class GetReceiptResponse(_message.Message):
+    """An offline-verifiable receipt."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
