@@ -4,8 +4,9 @@ Every exception the exchange raises on purpose derives from
 :class:`ExchangeError`. The tree::
 
     ExchangeError
-    └── InvalidFieldError           a field of a request or statement is malformed
-        └── IdentifierError         an identifier fails its format or check character
+    ├── InvalidFieldError           a field of a request or statement is malformed
+    │   └── IdentifierError         an identifier fails its format or check character
+    └── SignatureInvalidError       a signature does not verify under the key it names
 
 Each carries the offending field (a protobuf field path) and a reason, so
 that the service edge can answer ``INVALID_ARGUMENT`` with a ``BadRequest``
@@ -31,3 +32,7 @@ class InvalidFieldError(ExchangeError):
 
 class IdentifierError(InvalidFieldError):
     """An identifier (application number, credit code, IPC symbol, currency) is invalid."""
+
+
+class SignatureInvalidError(ExchangeError):
+    """A statement signature does not verify under the public key it names."""
