@@ -24,6 +24,7 @@ these. The tree::
         ├── SizeNotSignedError      no checkpoint was ever signed at the requested size
         ├── EntryNotFoundError      no entry has the requested leaf hash
         ├── UnknownLogError         the database holds no log with the requested origin
+        ├── KeyMismatchError        a signing key is not the key the log was created with
         └── FsckError               stored data disagrees with what it should be
 """
 
@@ -110,6 +111,10 @@ class EntryNotFoundError(StoreError):
 
 class UnknownLogError(StoreError):
     """The database holds no log with the requested origin."""
+
+
+class KeyMismatchError(StoreError):
+    """A signing key is not the key recorded for the log it would sign for."""
 
 
 class FsckError(StoreError):

@@ -10,13 +10,16 @@ rest — so that clients can act on them without parsing messages.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.errors import (
@@ -32,13 +35,18 @@ from ledger.errors import (
 from ledger.merkle import HASH_SIZE
 from ledger.store import LogStore
 
+logger = logging.getLogger(__name__)
+
 ERROR_DOMAIN = "ledger.kaifang"
+# Origins are stored in a 255-character column; longer ones name no log.
+MAX_ORIGIN = 255
 # Sizes and indices are stored as signed 64-bit integers.
 MAX_INDEX = 2**63 - 1
 DEFAULT_BATCH = 256
 MAX_BATCH = 1000
 # Stay well under gRPC's default 4 MiB message limit whatever the entry sizes.
 MAX_BATCH_BYTES = 1 << 20
+READ_ROWS = 64
 
 # The one table from domain errors to gRPC statuses. Looked up along the
 # exception's MRO, so a subclass maps like its nearest listed ancestor.
@@ -57,31 +65,50 @@ STATUS_OF: Mapping[type[LedgerError], tuple[grpc.StatusCode, str]] = {
 def status_for(error: LedgerError) -> status_pb2.Status:
     """Return the ``google.rpc.Status`` (code, message, details) for a domain error."""
     code, reason = next(STATUS_OF[t] for t in type(error).__mro__ if t in STATUS_OF)
-    details = []
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
+    extra: list[Message] = []
+    metadata: dict[str, str] = {}
     if isinstance(error, InvalidArgumentError):
-        info.metadata["field"] = error.field
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=error.field, description=error.reason
-                )
-            ]
+        metadata["field"] = error.field
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=error.reason
         )
-        details.append(bad)
-    details.insert(0, info)
-    packed = []
-    for detail in details:
-        any_detail = any_pb2.Any()
-        any_detail.Pack(detail)
-        packed.append(any_detail)
-    return status_pb2.Status(code=getattr(code_pb2, code.name), message=str(error), details=packed)
+        extra.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    return _status(code, reason, str(error), extra, metadata)
 
 
-async def _abort(context: Any, error: LedgerError) -> None:
-    """End the call with the status for ``error`` (raises, as grpc's abort does)."""
+def _status(
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    extra: list[Message],
+    metadata: dict[str, str] | None = None,
+) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+    details = []
+    for detail in [info, *extra]:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+
+
+async def _abort(context: Any, error: Exception) -> None:
+    """End the call with the status for ``error`` (raises, as grpc's abort does).
+
+    Errors that are not the ledger's own are logged here and answered without
+    their text, which may hold SQL and parameters: UNAVAILABLE when the
+    database is unreachable or busy (the client may retry), INTERNAL otherwise.
+    """
+    if isinstance(error, LedgerError):
+        status = status_for(error)
+    else:
+        logger.exception("unexpected error serving a ledger request")
+        transient = isinstance(error, (OperationalError, InterfaceError, TimeoutError))
+        code = grpc.StatusCode.UNAVAILABLE if transient else grpc.StatusCode.INTERNAL
+        reason = "DATABASE_UNAVAILABLE" if transient else "INTERNAL"
+        status = _status(code, reason, "the ledger could not answer; see the node's log", [])
     # grpc-stubs does not declare the aio context's abort_with_status, hence Any.
-    await context.abort_with_status(rpc_status.to_status(status_for(error)))
+    await context.abort_with_status(rpc_status.to_status(status))
 
 
 T = TypeVar("T")
@@ -92,7 +119,7 @@ Resp = TypeVar("Resp")
 def _unary(
     method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
 ) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
-    """Abort the call with the mapped status when the method raises a domain error."""
+    """Abort the call with the mapped status when the method raises."""
 
     @functools.wraps(method)
     async def wrapper(
@@ -100,7 +127,7 @@ def _unary(
     ) -> Resp:
         try:
             return await method(self, request, context)
-        except LedgerError as e:
+        except Exception as e:  # every failure gets a status; none leaks its text
             await _abort(context, e)
             raise  # unreachable: abort raises
 
@@ -119,7 +146,7 @@ def _stream(
         try:
             async for item in method(self, request, context):
                 yield item
-        except LedgerError as e:
+        except Exception as e:  # every failure gets a status; none leaks its text
             await _abort(context, e)
 
     return wrapper
@@ -142,6 +169,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     async def _log(self, origin: str) -> LogStore:
         if not origin:
             return self._own
+        if len(origin) > MAX_ORIGIN or not origin.isprintable():
+            raise InvalidArgumentError(
+                "origin", f"not a log origin (printable, at most {MAX_ORIGIN} characters)"
+            )
         log = self._logs.get(origin)
         if log is None:
             log = await LogStore.open(self._own.db, origin)
@@ -201,15 +232,18 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             raise InvalidArgumentError("start", f"start {start} is after end {end}")
         response = ledger_pb2.GetEntriesResponse()
         size = 0
-        async for rows in log.entries(start, end, batch=batch):
+        # Read few rows at a time: a row may be 64 KiB, and a stream should
+        # hold a message's worth of them, not a batch of 1,000.
+        async for rows in log.entries(start, end, batch=min(batch, READ_ROWS)):
             for index, data in rows:
-                if response.entries and size + len(data) > MAX_BATCH_BYTES:
+                full = len(response.entries) == batch or size + len(data) > MAX_BATCH_BYTES
+                if response.entries and full:
                     yield response
                     response, size = ledger_pb2.GetEntriesResponse(), 0
                 response.entries.add(index=index, data=data)
                 size += len(data)
+        if response.entries:
             yield response
-            response, size = ledger_pb2.GetEntriesResponse(), 0
 
     @_unary
     async def GetInclusionProof(

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,6 +45,7 @@ from ledger.errors import (
     EntryTooLargeError,
     FsckError,
     IndexOutOfRangeError,
+    KeyMismatchError,
     LedgerError,
     SizeNotSignedError,
     UnknownLogError,
@@ -73,6 +74,17 @@ BULK_CHUNK = 20000
 _LOOKUP_CHUNK = 2000
 
 Clock = Callable[[], datetime]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def check_entry_sizes(datas: Sequence[bytes]) -> None:
+    """Raise :class:`EntryTooLargeError` naming the first entry over :data:`MAX_ENTRY_SIZE`."""
+    for i, data in enumerate(datas):
+        if len(data) > MAX_ENTRY_SIZE:
+            raise EntryTooLargeError(
+                f"entry {i} is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}"
+            )
 
 
 def utc_now() -> datetime:
@@ -114,6 +126,8 @@ _ROW_RANGE = (
 _ROW_BLOCK_BITS = 8
 # Rows whose subtree hashes a process keeps in memory (about 200 bytes each).
 ROW_CACHE_SIZE = 1 << 17
+# Signed checkpoints a process keeps in memory (about 500 bytes each).
+CHECKPOINT_CACHE_SIZE = 4096
 _checkpoint_at = select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note).where(
     CheckpointRow.log_id == bindparam("log_id"), CheckpointRow.size == bindparam("size")
 )
@@ -123,6 +137,33 @@ _latest_checkpoint = (
     .order_by(CheckpointRow.size.desc())
     .limit(1)
 )
+
+
+class LruCache(Generic[K, V]):
+    """A small thread-safe least-recently-used map, for values that never change."""
+
+    def __init__(self, capacity: int) -> None:
+        """Keep at most ``capacity`` items."""
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K | None) -> V | None:
+        """Return the value for ``key`` (None for a missing or None key)."""
+        if key is None:
+            return None
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value``, evicting the least recently used item beyond capacity."""
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 class RowCache:
@@ -206,7 +247,7 @@ class LogStore:
         # whenever another writer has appended since.
         self._border: CompactRange | None = None
         # Signed checkpoints and stored rows never change, so any may be cached.
-        self._checkpoints: dict[int, SignedCheckpoint] = {}
+        self._checkpoints: LruCache[int, SignedCheckpoint] = LruCache(CHECKPOINT_CACHE_SIZE)
         self._rows = RowCache(ROW_CACHE_SIZE)
 
     @classmethod
@@ -221,8 +262,10 @@ class LogStore:
             query = query.where(Log.origin == origin)
         rows = await db.read(lambda conn: conn.execute(query.limit(2)).all())
         if len(rows) != 1:
-            what = f"origin {origin!r}" if origin is not None else "a single log"
-            raise UnknownLogError(f"the database holds no log for {what}")
+            if origin is not None:
+                # The origin comes from a request: quote only its start.
+                raise UnknownLogError(f"the database holds no log with origin {origin[:200]!r}")
+            raise UnknownLogError(f"the database holds {len(rows) or 'no'} logs; name the origin")
         log_id, found_origin, vkey = rows[0]
         return cls(db, log_id, found_origin, vkey)
 
@@ -247,11 +290,13 @@ class LogStore:
         log) and the checkpoint. Raises :class:`EntryTooLargeError` before
         writing anything if an entry exceeds :data:`MAX_ENTRY_SIZE`.
         """
-        for i, data in enumerate(datas):
-            if len(data) > MAX_ENTRY_SIZE:
-                raise EntryTooLargeError(
-                    f"entry {i} of the batch is {len(data)} bytes; the limit is {MAX_ENTRY_SIZE}"
-                )
+        if signer.verifier_key() != self.vkey:
+            # A key file lost and recreated must not start signing for the log.
+            raise KeyMismatchError(
+                f"the signing key {signer.verifier_key()} is not the key of log "
+                f"{self.origin} ({self.vkey})"
+            )
+        check_entry_sizes(datas)
         indices, checkpoint, border = await self.db.write(
             lambda conn: self._sequence(conn, datas, signer, clock)
         )
@@ -348,7 +393,7 @@ class LogStore:
         if row is None:
             raise SizeNotSignedError(f"log {self.origin} never signed a checkpoint at size {size}")
         signed = SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
-        self._checkpoints[size] = signed
+        self._checkpoints.put(size, signed)
         return signed
 
     def _resolve(self, conn: Connection, size: int | None) -> SignedCheckpoint:
@@ -497,7 +542,7 @@ class LogStore:
             return consistency_plan(old_size, new.size)
 
         known = self._checkpoints.get(new_size) if new_size is not None else None
-        if known is not None and (old_size == 0 or old_size in self._checkpoints):
+        if known is not None and (old_size == 0 or self._checkpoints.get(old_size) is not None):
             plan = plan_for(known)
             hashes = self._cached_nodes(plan.nodes())
             if hashes is not None:
@@ -691,6 +736,7 @@ class Sequencer:
 
         Returns every entry's index and the last checkpoint signed.
         """
+        check_entry_sizes(datas)  # all of them, before the first chunk commits
         indices: list[int] = []
         checkpoint: SignedCheckpoint | None = None
         for start in range(0, len(datas), BULK_CHUNK):
@@ -713,15 +759,31 @@ class Sequencer:
                         [data for data, _ in batch], self.signer, clock=self.clock
                     )
             except Exception as e:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
+                _fail(batch, e)
                 continue
+            except BaseException as e:
+                # Cancelled mid-batch: nobody may be left waiting forever. The
+                # entries may or may not have committed; dedup makes a retry safe.
+                _fail(batch + self._queue, e)
+                self._queue.clear()
+                raise
             for (_, future), index in zip(batch, indices, strict=True):
                 if not future.done():
                     future.set_result(Appended(index, checkpoint))
 
     async def close(self) -> None:
-        """Finish the batch in progress and stop."""
+        """Finish the appends queued so far and stop.
+
+        Cancelling ``close`` does not cancel the batch being written.
+        """
         if self._worker is not None:
-            await self._worker
+            await asyncio.shield(self._worker)
+
+
+def _fail(batch: Sequence[tuple[bytes, asyncio.Future[Appended]]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(error)

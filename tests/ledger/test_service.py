@@ -79,6 +79,11 @@ async def test_entries_stream_in_batches_verbatim(
     assert [e.index for e in got] == list(range(3, 40))
     assert [e.data for e in got] == ENTRIES[3:]
     assert batches == 6
+    # A batch is as large as asked, however many rows the server reads at once.
+    sizes = [
+        len(r.entries) async for r in stub.GetEntries(ledger_pb2.GetEntriesRequest(batch_size=1000))
+    ]
+    assert sizes == [40]
 
 
 async def test_inclusion_proof_by_index_and_by_leaf_hash_verifies(
@@ -138,6 +143,10 @@ async def test_receipt_verifies_offline(
          grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "tree_size"),
         ("GetCheckpoint", ledger_pb2.GetCheckpointRequest(origin="nobody.example/log"),
          grpc.StatusCode.NOT_FOUND, "UNKNOWN_LOG", None),
+        ("GetCheckpoint", ledger_pb2.GetCheckpointRequest(origin="a" * 100_000),
+         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "origin"),
+        ("GetCheckpoint", ledger_pb2.GetCheckpointRequest(origin="x\x00y"),
+         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "origin"),
         ("GetConsistencyProof", ledger_pb2.GetConsistencyProofRequest(old_size=26, new_size=10),
          grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "old_size"),
         ("GetConsistencyProof", ledger_pb2.GetConsistencyProofRequest(old_size=11),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from ledger.errors import (
     EntryTooLargeError,
     FsckError,
     IndexOutOfRangeError,
+    KeyMismatchError,
     SizeNotSignedError,
     UnknownLogError,
 )
@@ -243,3 +245,28 @@ async def test_proofs_served_from_memory_match_proofs_read_from_the_database(
         cold_proof, _ = await cold.inclusion_proof(index, 300)
         assert warm_proof == again == cold_proof
         verify_inclusion(leaf_hash(data[index]), index, 300, again, cp.root_hash)
+
+
+async def test_a_key_other_than_the_logs_cannot_sign_for_it(db: Database, signer: Signer) -> None:
+    store = await _store(db, signer)
+    await store.sequence([b"a"], signer)
+    impostor = Signer.generate(ORIGIN)  # same name, e.g. a lost key file recreated
+    with pytest.raises(KeyMismatchError):
+        await store.sequence([b"b"], impostor)
+    assert (await store.latest_checkpoint()).size == 1
+    assert await store.fsck() == 1
+
+
+async def test_cancelling_close_leaves_no_append_waiting_forever(
+    db: Database, signer: Signer
+) -> None:
+    store = await _store(db, signer)
+    sequencer = Sequencer(store, signer)
+    appends = [asyncio.ensure_future(sequencer.append(d)) for d in _entries(20)]
+    await asyncio.sleep(0)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sequencer.close(), timeout=0.0001)
+    done, pending = await asyncio.wait(appends, timeout=30)
+    assert not pending
+    indices = sorted(a.result().index for a in done if not a.cancelled() and not a.exception())
+    assert indices == list(range(len(indices)))
