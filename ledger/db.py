@@ -116,15 +116,26 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+# Any constant: the advisory lock that serialises migrations on PostgreSQL.
+_MIGRATION_LOCK = 0x6B616966  # "kaif"
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database schema up to ``revision`` by running the alembic migrations."""
+    """Bring the database schema up to ``revision`` by running the alembic migrations.
+
+    Safe when several processes start at once: they take turns (the write
+    lock on SQLite, an advisory lock on PostgreSQL), and the later ones find
+    nothing left to do.
+    """
 
     def _upgrade(sync_conn: Connection) -> None:
+        if sync_conn.dialect.name == "postgresql":
+            sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
+    async with write_transaction(engine) as conn:
         await conn.run_sync(_upgrade)
 
 
@@ -195,6 +206,9 @@ class Database:
         """
         if self._sync is None:
             async with write_transaction(self.engine) as conn:
+                # A checkpoint, once served, must survive a server crash
+                # whatever the server's own setting.
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
                 return await conn.run_sync(work)
         sync = self._sync
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from ledger.db import Database
 from ledger.models import Base
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_models_and_migrations_agree(db: Database) -> None:
@@ -21,3 +28,32 @@ async def test_models_and_migrations_agree(db: Database) -> None:
 
 async def test_migrating_twice_changes_nothing(db: Database) -> None:
     await db.migrate()  # the fixture migrated once already
+
+
+async def test_processes_migrating_at_once_all_succeed(db_url: str) -> None:
+    # A node and `kaifang migrate`, or several replicas, may start together.
+    script = (
+        "import asyncio, sys, time\n"
+        "from ledger.db import Database\n"
+        "async def main():\n"
+        "    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together\n"
+        "    db = Database(sys.argv[1])\n"
+        "    await db.migrate()\n"
+        "    await db.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    start = time.time() + 4  # after every process has imported
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            db_url,
+            str(start),
+            cwd=REPO,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    errors = [(await p.communicate())[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
