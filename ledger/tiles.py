@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -445,9 +446,14 @@ async def _tiles_to_export(store: LogStore, published: int, size: int) -> list[T
     """
     tiles = dict.fromkeys(_iter_tiles(size))
     for signed_size in await store.signed_sizes(published + 1, size - 1):
-        for tile in _iter_tiles(signed_size):
-            if not tile.full:
-                tiles.setdefault(tile)
+        # Only the right-most tile of each level is partial: never walk the
+        # full ones again, or the first export of a busy log turns quadratic.
+        level = 0
+        while (count := signed_size >> (TILE_HEIGHT * level)) > 0:
+            full, rest = divmod(count, TILE_WIDTH)
+            if rest:
+                tiles.setdefault(Tile(level, full, rest))
+            level += 1
     return sorted(tiles)
 
 
@@ -458,8 +464,9 @@ async def export_tiles(store: LogStore, directory: Path, size: int | None = None
     contents are fixed by its path (a full one never changes; a partial one
     of width ``W`` is the same in every tree that has it). Those of the tree
     that the directory's checkpoint already publishes are not even looked
-    at, so an export costs what is new, not the size of the log; to have a
-    damaged directory repaired, delete its ``checkpoint`` first. Partial tiles
+    at, so an export costs what is new, not the size of the log; to have
+    missing files restored, delete its ``checkpoint`` first (files present
+    are trusted, not re-read: damaged ones must be deleted). Partial tiles
     of earlier exports stay, as the spec allows. Every file is written
     atomically, and ``checkpoint`` last, once the tiles are durable, so that a
     reader, or the directory after a crash, never has a checkpoint whose tiles
@@ -473,6 +480,17 @@ async def export_tiles(store: LogStore, directory: Path, size: int | None = None
     signed = await store.checkpoint(size)
     directory = Path(directory)
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    fd = await asyncio.to_thread(os.open, directory, os.O_RDONLY)
+    try:
+        # Two exports at once could publish their checkpoints out of order
+        # (the smaller tree last): take turns, holding a lock on the directory.
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        return await _export(store, directory, signed)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _export(store: LogStore, directory: Path, signed: SignedCheckpoint) -> ExportStats:
     checkpoint_file = directory / CHECKPOINT_NAME
     note = signed.note.encode("utf-8")
     previous = await asyncio.to_thread(_read_if_exists, checkpoint_file)
