@@ -590,4 +590,3 @@ async def test_every_signed_size_gets_its_partial_hash_tiles(
     # Bundles only for the exported size (a prefix of the wider bundle serves the rest).
     assert "tile/entries/001.p/64" in files
     assert "tile/entries/001.p/54" not in files
-
