@@ -19,10 +19,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from exchange.config import ConfigError, NodeConfig, load_config
-from ledger.db import Database
+from ledger.db import Database, sqlite_url
 from ledger.errors import LedgerError
 from ledger.keys import load_key_file, load_or_create_key_file
 from ledger.note import Verifier
@@ -39,7 +40,29 @@ def _config(args: argparse.Namespace) -> NodeConfig:
 
 
 def _db_url(args: argparse.Namespace) -> str:
-    return str(args.db) if args.db else _config(args).database
+    if not args.db:
+        return _config(args).database
+    # A plain path names an SQLite file.
+    return str(args.db) if "://" in args.db else sqlite_url(args.db)
+
+
+async def _open_log(db: Database, origin: str | None) -> LogStore:
+    """Open a log for reading, with a clear error for a missing or unmigrated database."""
+    try:
+        return await LogStore.open(db, origin)
+    except (OperationalError, ProgrammingError) as e:
+        raise CommandError(
+            f"{db.url} has no ledger tables: run `kaifang ledger init` or `kaifang migrate`"
+        ) from e
+
+
+def _existing(url: str) -> str:
+    """Refuse to open (and so create) an SQLite file that does not exist."""
+    parsed = make_url(url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file and file != ":memory:" and not Path(file).exists():
+        raise CommandError(f"no database at {file}")
+    return url
 
 
 async def _with_db(url: str, body: Callable[[Database], Awaitable[int]]) -> int:
@@ -105,65 +128,65 @@ def cmd_append(args: argparse.Namespace) -> int:
         signer = load_key_file(args.key_file)
         if signer.name != args.origin:
             raise CommandError(f"{args.key_file} holds the key of {signer.name!r}")
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         indices, checkpoint = await Sequencer(store, signer).append_batch(lines)
         print("\n".join(str(i) for i in indices))
         print(f"checkpoint at size {checkpoint.size}", file=sys.stderr)
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     async def body(db: Database) -> int:
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         print((await store.checkpoint(args.size)).note, end="")
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
     async def body(db: Database) -> int:
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         print((await store.receipt(args.index, args.size)).format(), end="")
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
     async def body(db: Database) -> int:
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         proof, _ = await store.consistency_proof(args.old, args.new)
         for h in proof:
             print(base64.b64encode(h).decode())
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_tiles(args: argparse.Namespace) -> int:
     from ledger.tiles import export_tiles
 
     async def body(db: Database) -> int:
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         stats = await export_tiles(store, Path(args.dir), args.size)
         print(stats)
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     async def body(db: Database) -> int:
-        store = await LogStore.open(db, args.origin)
+        store = await _open_log(db, args.origin)
         verifier = Verifier.from_vkey(args.vkey) if args.vkey else None
         count = await store.fsck(verifier)
         print(f"ok: {count} entries and every checkpoint of {store.origin} check out")
         return 0
 
-    return asyncio.run(_with_db(_db_url(args), body))
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
@@ -194,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     node = commands.add_parser("node", help="run an exchange node")
     node.set_defaults(func=cmd_node)
 
-    db_help = "SQLAlchemy database URL (default: the node's configured database)"
+    db_help = "SQLAlchemy URL or SQLite file path (default: the node's configured database)"
     mig = commands.add_parser("migrate", help="migrate the database to the current schema")
     mig.add_argument("--db", help=db_help)
     mig.set_defaults(func=cmd_migrate)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 DEFAULT_ORIGIN = "local.kaifang.example/log"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DIR = Path("var")
+KEYS = frozenset({"origin", "listen", "database", "log_key"})
 
 
 class ConfigError(Exception):
@@ -69,7 +70,14 @@ def load_config(path: Path | None) -> NodeConfig:
             raw: dict[str, Any] = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from e
+    unknown_sections = set(raw) - {"node"}
     node = raw.get("node", {})
+    if unknown_sections or not isinstance(node, dict):
+        raise ConfigError(f"{path}: expected only a [node] table, found {sorted(raw)}")
+    unknown = set(node) - KEYS
+    if unknown:
+        # A misspelt key would otherwise silently fall back to a default.
+        raise ConfigError(f"{path}: unknown [node] keys {sorted(unknown)}; known: {sorted(KEYS)}")
     base = path.parent
     config = NodeConfig.defaults(base)
     try:

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.config import NodeConfig
+from exchange.config import ConfigError, NodeConfig
 from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.db import Database
 from ledger.keys import load_or_create_key_file
@@ -67,7 +67,10 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
         reflection.enable_server_reflection(
             [ledger_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        port = server.add_insecure_port(config.listen)
+        try:
+            port = server.add_insecure_port(config.listen)
+        except RuntimeError as e:
+            raise ConfigError(f"cannot listen on {config.listen}: {e}") from e
         await server.start()
         for name in ("", ledger_name):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

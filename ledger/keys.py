@@ -60,7 +60,11 @@ def load_or_create_key_file(path: Path, name: str) -> Signer:
 
     Raises :class:`KeyFileError` if an existing key has another name.
     """
-    signer = load_key_file(path) if path.exists() else create_key_file(path, name)
+    try:
+        signer = create_key_file(path, name)
+    except KeyFileError:
+        # It exists (perhaps another process created it a moment ago): use it.
+        signer = load_key_file(path)
     if signer.name != name:
         raise KeyFileError(f"{path} holds a key for {signer.name!r}, not {name!r}")
     return signer

@@ -109,8 +109,7 @@ def test_append_checkpoint_receipt_consistency_and_fsck(
     assert code == 1
     assert "error" in err
 
-    code, out, _ = run(capsys, "ledger", "fsck", "--db", db)
-    assert code == 0
+    assert run(capsys, "ledger", "fsck", "--db", db)[0] == 0
     assert "4 entries" in out
 
 
@@ -181,3 +180,61 @@ def test_tiles_command_writes_a_directory_whose_checkpoint_is_the_latest(
     assert (out / "checkpoint").read_text() == note
     assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
     assert (out / "tile" / "entries" / "001.p" / "44").exists()
+
+
+def test_reading_a_database_that_does_not_exist_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing.db"
+    code, _, err = run(capsys, "ledger", "checkpoint", "--db", str(missing))
+    assert code == 1
+    assert "no database" in err
+    assert not missing.exists()
+
+
+def test_a_plain_path_names_an_sqlite_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "plain.db"
+    key = tmp_path / "k"
+    code, vkey, _ = run(
+        capsys, "ledger", "init", "--db", str(db), "--origin", ORIGIN, "--key-file", str(key)
+    )
+    assert code == 0
+    code, note, _ = run(capsys, "ledger", "checkpoint", "--db", str(db))
+    assert code == 0
+    assert open_checkpoint(note, Verifier.from_vkey(vkey.strip())).size == 0
+
+
+def test_an_unmigrated_database_gets_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "empty.db"
+    db.touch()
+    code, _, err = run(capsys, "ledger", "fsck", "--db", str(db))
+    assert code == 1
+    assert "no ledger tables" in err
+    assert "SELECT" not in err
+
+
+def test_a_misspelt_config_key_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\ndatbase = "sqlite+aiosqlite:///x.db"\n')
+    code, _, err = run(capsys, "--config", str(config), "ledger", "checkpoint")
+    assert code == 1
+    assert "datbase" in err
+
+
+def test_a_lost_key_file_does_not_become_the_logs_key(
+    log: tuple[str, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key, _ = log
+    key.unlink()
+    code, _, err = run(
+        capsys, "ledger", "init", "--db", db, "--origin", ORIGIN, "--key-file", str(key)
+    )
+    assert code == 1
+    assert "not the key of log" in err
+    assert run(capsys, "ledger", "fsck", "--db", db)[0] == 0
