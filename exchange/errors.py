@@ -6,7 +6,9 @@ Every exception the exchange raises on purpose derives from
     ExchangeError
     ├── InvalidFieldError           a field of a request or statement is malformed
     │   └── IdentifierError         an identifier fails its format or check character
-    └── SignatureInvalidError       a signature does not verify under the key it names
+    ├── SignatureInvalidError       a signature does not verify under the key it names
+    ├── SignerError                 the statement lacks a signature the law requires
+    └── RuleViolationError          a legal rule refuses the statement in the current state
 
 Each carries the offending field (a protobuf field path) and a reason, so
 that the service edge can answer ``INVALID_ARGUMENT`` with a ``BadRequest``
@@ -36,3 +38,33 @@ class IdentifierError(InvalidFieldError):
 
 class SignatureInvalidError(ExchangeError):
     """A statement signature does not verify under the public key it names."""
+
+
+class SignerError(ExchangeError):
+    """A signature the statement's kind requires is missing (PERMISSION_DENIED).
+
+    ``missing`` names the signers whose signatures are needed; ``legal_basis``
+    the provision that requires them.
+    """
+
+    def __init__(self, missing: frozenset[str], reason: str, legal_basis: str) -> None:
+        """Describe whose signature is missing and why the law wants it."""
+        super().__init__(f"missing signature of {sorted(missing)}: {reason} ({legal_basis})")
+        self.missing = missing
+        self.reason = reason
+        self.legal_basis = legal_basis
+
+
+class RuleViolationError(ExchangeError):
+    """A legal rule refuses the statement in the current state (FAILED_PRECONDITION).
+
+    ``code`` is a stable machine-readable reason (e.g. ``PATENT_PLEDGED``),
+    ``field`` the statement field at fault, ``legal_basis`` the provision.
+    """
+
+    def __init__(self, code: str, field: str, message: str, legal_basis: str) -> None:
+        """Describe the violation."""
+        super().__init__(f"{code}: {message} ({legal_basis})")
+        self.code = code
+        self.field = field
+        self.legal_basis = legal_basis

@@ -1,0 +1,381 @@
+"""The legal rules for statements about a patent, as a pure state machine.
+
+:func:`check` decides whether a statement may be sequenced given the
+patent's current :class:`PatentState` and who signed it; :func:`apply` gives
+the state after it is sequenced. Both are pure (values in, values out), so
+every replica that applies one log in order reaches the same state, and the
+rules can be tested exhaustively without a database.
+
+A refusal is a :class:`~exchange.errors.RuleViolationError` carrying a stable
+reason code, the offending field and the provision relied on, or a
+:class:`~exchange.errors.SignerError` naming whose signature the law requires.
+Sources: PRC Patent Law (2020) Arts. 10, 14, 50-52; its Implementing
+Regulations (2023) Arts. 85-87 and 103-104; Civil Code Arts. 444 and 865;
+the Patent Pledge Registration Measures.
+
+This module covers the patent-scoped statements (the register feed, offers,
+acceptances, licences, transfers, pledges); parties, roles, disputes and
+credit events are the next step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+
+from exchange.errors import RuleViolationError, SignerError
+from exchange.identifiers import PatentType, parse_application_number
+from exchange.statements import to_date
+from kaifang.exchange.v1 import statements_pb2 as pb
+
+REGISTER = "register"
+RECORDAL_MONTHS = 3
+
+ART_10 = "Patent Law Art. 10"
+ART_14 = "Patent Law Art. 14"
+ART_50 = "Patent Law Art. 50"
+ART_51 = "Patent Law Art. 51"
+REGS_86 = "Patent Law Implementing Regulations Art. 86"
+REGS_87 = "Patent Law Implementing Regulations Art. 87"
+REGS_103 = "Patent Law Implementing Regulations Arts. 103-104"
+CIVIL_444 = "Civil Code Art. 444"
+CIVIL_865 = "Civil Code Art. 865"
+PLEDGE_MEASURES = "Patent Pledge Registration Measures"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An active open-licence declaration."""
+
+    offer_id: bytes
+    terms: bytes  # the serialised RoyaltyTerms: the same for every licensee
+    licence_term_months: int
+
+
+@dataclass(frozen=True)
+class Licence:
+    """A licence in force (open-licence acceptance or negotiated)."""
+
+    license_id: bytes
+    licensee: str
+    type: pb.LicenseType.ValueType  # open-licence acceptances are ORDINARY
+    start: dt.date
+    end: dt.date
+    recordal_due: dt.date
+    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class Pledge:
+    """A registered pledge."""
+
+    pledge_id: bytes
+    pledgee: str
+    debt_end: dt.date
+
+
+@dataclass(frozen=True)
+class PatentState:
+    """What the ledger knows about one patent."""
+
+    application_number: str
+    type: PatentType
+    owners: tuple[str, ...]
+    status: pb.PatentStatus.ValueType
+    expiry: dt.date
+    fees_paid_until: dt.date | None
+    suspended: pb.StatusChange.ValueType | None = None  # what suspended procedures
+    offer: Offer | None = None
+    licences: tuple[Licence, ...] = field(default=())
+    pledge: Pledge | None = None
+
+
+def _refuse(code: str, where: str, message: str, basis: str) -> RuleViolationError:
+    return RuleViolationError(code, where, message, basis)
+
+
+def _require(signers: frozenset[str], needed: set[str], reason: str, basis: str) -> None:
+    missing = frozenset(needed - signers)
+    if missing:
+        raise SignerError(missing, reason, basis)
+
+
+def _owners_must_sign(state: PatentState, signers: frozenset[str], what: str) -> None:
+    _require(signers, set(state.owners), f"every owner must sign {what}", ART_14)
+
+
+def _pledgee_must_sign(state: PatentState, signers: frozenset[str], what: str, basis: str) -> None:
+    if state.pledge is not None:
+        _require(signers, {state.pledge.pledgee}, f"the pledgee must consent to {what}", basis)
+
+
+def _in_force(state: PatentState, where: str, basis: str, today: dt.date) -> None:
+    if state.status == pb.PATENT_STATUS_FEE_UNPAID:
+        raise _refuse("FEES_UNPAID", where, "an annual fee is overdue", basis)
+    if state.status != pb.PATENT_STATUS_IN_FORCE:
+        name = pb.PatentStatus.Name(state.status)
+        raise _refuse("PATENT_NOT_IN_FORCE", where, f"the patent is {name}", basis)
+    if today > state.expiry:
+        raise _refuse("PATENT_EXPIRED", where, f"the term ended on {state.expiry}", basis)
+    if state.fees_paid_until is not None and today > state.fees_paid_until:
+        raise _refuse(
+            "FEES_UNPAID", where, f"annual fees are paid only to {state.fees_paid_until}", basis
+        )
+
+
+def _not_suspended(state: PatentState, where: str, basis: str) -> None:
+    if state.suspended is not None:
+        raise _refuse("PROCEDURES_SUSPENDED", where, pb.StatusChange.Name(state.suspended), basis)
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    for d in (day.day, 30, 29, 28):  # clamp to the month's last day
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def check(
+    state: PatentState | None,
+    statement: pb.Statement,
+    signers: frozenset[str],
+    today: dt.date,
+) -> None:
+    """Refuse ``statement`` if the law does not allow it on ``state``, signed by ``signers``.
+
+    ``signers`` are the names on signatures that verified; ``today`` is the
+    sequencing date. Requires a structurally valid statement
+    (:func:`exchange.statements.check_structure`).
+    """
+    kind = statement.WhichOneof("body")
+    if kind in ("patent_recorded", "patent_status_changed"):
+        _require(signers, {REGISTER}, "only the register authority records patents", ART_10)
+        if kind == "patent_recorded" and state is not None:
+            raise _refuse(
+                "PATENT_ALREADY_RECORDED", "patent_recorded.application_number",
+                "the patent is already recorded", ART_10,
+            )  # fmt: skip
+        if kind == "patent_status_changed" and state is None:
+            raise _refuse(
+                "PATENT_UNKNOWN", "patent_status_changed.application_number",
+                "no such patent is recorded", ART_10,
+            )  # fmt: skip
+        return
+    if state is None:
+        raise _refuse("PATENT_UNKNOWN", f"{kind}.application_number", "not recorded", ART_10)
+    if kind == "offer_published":
+        _check_offer(state, statement.offer_published, signers, today)
+    elif kind == "offer_withdrawn":
+        if state.offer is None or state.offer.offer_id != statement.offer_withdrawn.offer_id:
+            raise _refuse(
+                "OFFER_NOT_ACTIVE", "offer_withdrawn.offer_id", "no such active offer", ART_50
+            )
+        _owners_must_sign(state, signers, "a withdrawal")
+    elif kind == "license_accepted":
+        _check_acceptance(state, statement.license_accepted, signers, today)
+    elif kind == "license_granted":
+        _check_grant(state, statement.license_granted, signers, today)
+    elif kind == "transfer_registered":
+        _check_transfer(state, statement.transfer_registered, signers)
+    elif kind == "pledge_registered":
+        _check_pledge(state, statement.pledge_registered, signers, today)
+    elif kind == "pledge_released":
+        if state.pledge is None or state.pledge.pledge_id != statement.pledge_released.pledge_id:
+            raise _refuse(
+                "PLEDGE_NOT_ACTIVE", "pledge_released.pledge_id", "no such pledge", PLEDGE_MEASURES
+            )
+        _require(signers, {state.pledge.pledgee}, "only the pledgee releases", PLEDGE_MEASURES)
+
+
+def _check_offer(
+    state: PatentState, offer: pb.OfferPublished, signers: frozenset[str], today: dt.date
+) -> None:
+    where = "offer_published.application_number"
+    _in_force(state, where, REGS_86, today)
+    _not_suspended(state, where, REGS_86)
+    if state.offer is not None:
+        raise _refuse("OFFER_ALREADY_ACTIVE", where, "withdraw the active offer first", ART_50)
+    for licence in state.licences:
+        if (
+            licence.type in (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_SOLE)
+            and licence.end >= today
+        ):
+            raise _refuse(
+                "EXCLUSIVE_LICENSE_IN_FORCE", where,
+                "an exclusive or sole licence is in force", REGS_86,
+            )  # fmt: skip
+    _owners_must_sign(state, signers, "an open-licence declaration")
+    _pledgee_must_sign(state, signers, "an open-licence declaration", REGS_86)
+
+
+def _check_acceptance(
+    state: PatentState, accepted: pb.LicenseAccepted, signers: frozenset[str], today: dt.date
+) -> None:
+    if state.offer is None or state.offer.offer_id != accepted.offer_id:
+        raise _refuse(
+            "OFFER_NOT_ACTIVE", "license_accepted.offer_id",
+            "the offer is withdrawn or is not this patent's active offer", ART_50,
+        )  # fmt: skip
+    if accepted.terms.SerializeToString(deterministic=True) != state.offer.terms:
+        raise _refuse(
+            "TERMS_NOT_IN_FORCE", "license_accepted.terms",
+            "acceptance must be on the published terms, the same for every licensee", ART_51,
+        )  # fmt: skip
+    _in_force(state, "license_accepted.offer_id", ART_51, today)
+    if accepted.licensee in state.owners:
+        raise _refuse(
+            "LICENSEE_IS_OWNER", "license_accepted.licensee", "owners need no licence", ART_51
+        )
+    _require(signers, {accepted.licensee}, "the licensee's signed notice", ART_51)
+
+
+def _check_grant(
+    state: PatentState, grant: pb.LicenseGranted, signers: frozenset[str], today: dt.date
+) -> None:
+    if set(grant.licensors) != set(state.owners):
+        raise _refuse(
+            "LICENSORS_NOT_OWNERS", "license_granted.licensors",
+            "every registered owner, and only they, license", ART_14,
+        )  # fmt: skip
+    _in_force(state, "license_granted.application_number", ART_51, today)
+    if grant.type in (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_SOLE):
+        if state.offer is not None:
+            raise _refuse(
+                "OPEN_LICENSE_ACTIVE", "license_granted.type",
+                "no exclusive or sole licence while an open-licence declaration is active", ART_51,
+            )  # fmt: skip
+        for licence in state.licences:
+            if licence.type == pb.LICENSE_TYPE_EXCLUSIVE and licence.end >= today:
+                raise _refuse(
+                    "EXCLUSIVE_LICENSE_IN_FORCE", "license_granted.type",
+                    "an exclusive licence is already in force", ART_51,
+                )  # fmt: skip
+    if to_date(grant.end_date, "license_granted.end_date") > state.expiry:
+        raise _refuse(
+            "TERM_BEYOND_EXPIRY", "license_granted.end_date",
+            f"a licence ends no later than the patent, {state.expiry}", CIVIL_865,
+        )  # fmt: skip
+    _owners_must_sign(state, signers, "a licence")
+    _require(signers, {grant.licensee}, "the licensee must sign the licence", ART_51)
+    _pledgee_must_sign(state, signers, "a licence", CIVIL_444)
+
+
+def _check_transfer(
+    state: PatentState, transfer: pb.TransferRegistered, signers: frozenset[str]
+) -> None:
+    where = "transfer_registered.assignors"
+    if set(transfer.assignors) != set(state.owners):
+        raise _refuse("ASSIGNORS_NOT_OWNERS", where, "every registered owner must assign", ART_14)
+    _not_suspended(state, "transfer_registered.application_number", REGS_103)
+    _owners_must_sign(state, signers, "a transfer")
+    _require(signers, set(transfer.assignees), "every assignee must sign", ART_10)
+    _pledgee_must_sign(state, signers, "a transfer", CIVIL_444)
+
+
+def _check_pledge(
+    state: PatentState, pledge: pb.PledgeRegistered, signers: frozenset[str], today: dt.date
+) -> None:
+    where = "pledge_registered.application_number"
+    if set(pledge.pledgors) != set(state.owners):
+        raise _refuse(
+            "PLEDGORS_NOT_OWNERS", "pledge_registered.pledgors",
+            "only the registered owners may pledge", CIVIL_444,
+        )  # fmt: skip
+    _in_force(state, where, PLEDGE_MEASURES, today)
+    _not_suspended(state, where, PLEDGE_MEASURES)
+    if state.pledge is not None:
+        raise _refuse("PATENT_PLEDGED", where, "the patent is already pledged", PLEDGE_MEASURES)
+    if to_date(pledge.debt_end, "pledge_registered.debt_end") > state.expiry:
+        raise _refuse(
+            "TERM_BEYOND_EXPIRY", "pledge_registered.debt_end",
+            f"the debt's term must end within the patent's, {state.expiry}", PLEDGE_MEASURES,
+        )  # fmt: skip
+    _owners_must_sign(state, signers, "a pledge")
+    _require(signers, {pledge.pledgee}, "the pledgee must sign", CIVIL_444)
+
+
+def apply(
+    state: PatentState | None, statement: pb.Statement, statement_id: bytes, today: dt.date
+) -> PatentState:
+    """Return the patent's state after ``statement`` (which :func:`check` accepted) is sequenced."""
+    kind = statement.WhichOneof("body")
+    if kind == "patent_recorded":
+        r = statement.patent_recorded
+        return PatentState(
+            application_number=r.application_number,
+            type=parse_application_number(r.application_number).type,
+            owners=tuple(r.owners),
+            status=r.status,
+            expiry=to_date(r.expiry_date, "expiry_date"),
+            fees_paid_until=to_date(r.fees_paid_until, "fees_paid_until")
+            if r.HasField("fees_paid_until")
+            else None,
+        )
+    assert state is not None, "check() refuses statements about unrecorded patents"
+    if kind == "patent_status_changed":
+        return _status_changed(state, statement.patent_status_changed)
+    if kind == "offer_published":
+        o = statement.offer_published
+        terms = o.terms.SerializeToString(deterministic=True)
+        return replace(state, offer=Offer(statement_id, terms, o.licence_term_months))
+    if kind == "offer_withdrawn":
+        return replace(state, offer=None)  # licences already granted stand (Art. 50)
+    if kind == "license_accepted":
+        a = statement.license_accepted
+        assert state.offer is not None
+        start = to_date(a.start_date, "start_date")
+        end = min(_add_months(start, state.offer.licence_term_months), state.expiry)
+        licence = Licence(
+            statement_id, a.licensee, pb.LICENSE_TYPE_ORDINARY, start, end,
+            _add_months(today, RECORDAL_MONTHS),
+        )  # fmt: skip
+        return replace(state, licences=(*state.licences, licence))
+    if kind == "license_granted":
+        g = statement.license_granted
+        licence = Licence(
+            statement_id, g.licensee, g.type, to_date(g.start_date, "start_date"),
+            to_date(g.end_date, "end_date"), _add_months(today, RECORDAL_MONTHS),
+        )  # fmt: skip
+        return replace(state, licences=(*state.licences, licence))
+    if kind == "transfer_registered":
+        return replace(state, owners=tuple(statement.transfer_registered.assignees))
+    if kind == "pledge_registered":
+        p = statement.pledge_registered
+        return replace(
+            state, pledge=Pledge(statement_id, p.pledgee, to_date(p.debt_end, "debt_end"))
+        )
+    if kind == "pledge_released":
+        return replace(state, pledge=None)
+    return state
+
+
+def _status_changed(state: PatentState, change: pb.PatentStatusChanged) -> PatentState:
+    c = change.change
+    if c in (pb.STATUS_CHANGE_GRANTED, pb.STATUS_CHANGE_RESTORED):
+        return replace(state, status=pb.PATENT_STATUS_IN_FORCE)
+    if c == pb.STATUS_CHANGE_FEES_PAID:
+        paid = to_date(change.fees_paid_until, "fees_paid_until")
+        status = (
+            pb.PATENT_STATUS_IN_FORCE
+            if state.status == pb.PATENT_STATUS_FEE_UNPAID
+            else state.status
+        )
+        return replace(state, fees_paid_until=paid, status=status)
+    if c == pb.STATUS_CHANGE_FEE_UNPAID:
+        return replace(state, status=pb.PATENT_STATUS_FEE_UNPAID)
+    if c == pb.STATUS_CHANGE_LAPSED:
+        return replace(state, status=pb.PATENT_STATUS_LAPSED)
+    if c == pb.STATUS_CHANGE_INVALIDATED:
+        return replace(state, status=pb.PATENT_STATUS_INVALIDATED, offer=None)
+    if c in (
+        pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE,
+        pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION,
+    ):
+        return replace(state, suspended=c)
+    if c == pb.STATUS_CHANGE_SUSPENSION_LIFTED:
+        return replace(state, suspended=None)
+    return state
