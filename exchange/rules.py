@@ -41,6 +41,7 @@ REGS_103 = "Patent Law Implementing Regulations Arts. 103-104"
 CIVIL_444 = "Civil Code Art. 444"
 CIVIL_865 = "Civil Code Art. 865"
 PLEDGE_MEASURES = "Patent Pledge Registration Measures"
+ART_52 = "Patent Law Art. 52"
 
 
 @dataclass(frozen=True)
@@ -379,3 +380,48 @@ def _status_changed(state: PatentState, change: pb.PatentStatusChanged) -> Paten
     if c == pb.STATUS_CHANGE_SUSPENSION_LIFTED:
         return replace(state, suspended=None)
     return state
+
+
+def check_dispute(
+    state: PatentState | None,
+    filed: pb.DisputeFiled,
+    subject_patent: str | None,
+    signers: frozenset[str],
+) -> None:
+    """Refuse a dispute filing that is not about a transaction of this patent by one of its parties.
+
+    ``subject_patent`` is the patent the disputed statement is about (None if unknown).
+    """
+    if state is None:
+        raise _refuse("PATENT_UNKNOWN", "dispute_filed.application_number", "not recorded", ART_52)
+    if subject_patent != state.application_number:
+        raise _refuse(
+            "SUBJECT_UNKNOWN", "dispute_filed.subject_id",
+            "the disputed statement is not a transaction of this patent", ART_52,
+        )  # fmt: skip
+    involved = set(state.owners) | {lic.licensee for lic in state.licences}
+    if state.pledge is not None:
+        involved.add(state.pledge.pledgee)
+    if filed.claimant not in involved:
+        raise _refuse(
+            "NOT_A_PARTY", "dispute_filed.claimant",
+            "only an owner, licensee or pledgee of the patent may file", ART_52,
+        )  # fmt: skip
+    _require(signers, {filed.claimant}, "the claimant files the dispute", ART_52)
+
+
+def check_mediation(
+    mediator_is_registered_mediator: bool,
+    recorded: pb.MediationRecorded,
+    dispute_known: bool,
+    signers: frozenset[str],
+) -> None:
+    """Refuse a mediation record not signed by a registered mediator or about no known dispute."""
+    if not dispute_known:
+        raise _refuse("DISPUTE_UNKNOWN", "mediation_recorded.dispute_id", "no such dispute", ART_52)
+    if not mediator_is_registered_mediator:
+        raise _refuse(
+            "NOT_A_MEDIATOR", "mediation_recorded.mediator",
+            "only a party granted the mediator role records a mediation", ART_52,
+        )  # fmt: skip
+    _require(signers, {recorded.mediator}, "the mediator signs the record", ART_52)

@@ -1,0 +1,203 @@
+"""Admission: everything between a client's SignedStatement and the log, as a pure function.
+
+:func:`admit` parses and checks the statement (:mod:`exchange.statements`),
+refuses it outside the replay window, verifies every signature against the
+key registered for its signer, and applies the legal rules
+(:mod:`exchange.rules`, :mod:`exchange.parties`) to the current state, which
+it reads through a :class:`World`. It returns what the exchange needs to
+sequence the statement: its bytes and id, its kind, the subjects it is
+about, and who signed it. It writes nothing: the caller sequences and then
+updates the views with ``apply``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from exchange import parties, rules
+from exchange.errors import InvalidFieldError, SignatureInvalidError
+from exchange.parties import OPERATOR_PREFIX, PartyState, Signed
+from exchange.rules import REGISTER, PatentState
+from exchange.statements import (
+    check_replay_window,
+    check_structure,
+    key_fingerprint,
+    parse_statement,
+    statement_id,
+    verify,
+)
+from kaifang.exchange.v1 import statements_pb2 as pb
+
+MAX_SIGNATURES = 16
+
+PATENT_KINDS = frozenset(
+    {
+        "patent_recorded",
+        "patent_status_changed",
+        "offer_published",
+        "offer_withdrawn",
+        "license_accepted",
+        "license_granted",
+        "transfer_registered",
+        "pledge_registered",
+        "pledge_released",
+    }
+)
+PARTY_KINDS = frozenset(
+    {
+        "party_registered",
+        "party_key_rotated",
+        "role_granted",
+        "credit_event_recorded",
+        "credit_event_repaired",
+    }
+)
+
+
+class World(Protocol):
+    """What admission reads: the current state, as the views hold it."""
+
+    def register_key(self) -> bytes:
+        """The register authority's Ed25519 public key."""
+
+    def operator_key(self, origin: str) -> bytes | None:
+        """The Ed25519 public key of the operator of exchange ``origin``, if known."""
+
+    def party(self, party_id: str) -> PartyState | None:
+        """The party's state, or None if unregistered."""
+
+    def patent(self, application_number: str) -> PatentState | None:
+        """The patent's state, or None if unrecorded."""
+
+    def patent_of(self, statement_id: bytes) -> str | None:
+        """The application number of the patent an offer, licence or pledge id is about."""
+
+    def party_of_event(self, event_id: bytes) -> str | None:
+        """The party whose record holds credit event ``event_id``."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A statement that may be sequenced."""
+
+    data: bytes
+    statement: pb.Statement
+    statement_id: bytes
+    kind: str
+    patent: str | None  # the patent it is about, if patent-scoped
+    party: str | None  # the party it is about, if party-scoped
+    signatures: frozenset[Signed]
+
+
+def _candidate_keys(signer: str, statement: pb.Statement, world: World) -> list[bytes]:
+    """The keys that may stand behind ``signer`` on this statement."""
+    if signer == REGISTER:
+        return [world.register_key()]
+    if signer.startswith(OPERATOR_PREFIX):
+        key = world.operator_key(signer.removeprefix(OPERATOR_PREFIX))
+        return [] if key is None else [key]
+    keys: list[bytes] = []
+    party = world.party(signer)
+    if party is not None:
+        keys.append(party.public_key)
+    kind = statement.WhichOneof("body")
+    if kind == "party_registered" and statement.party_registered.party_id == signer:
+        keys.append(statement.party_registered.public_key)  # it signs with the key it registers
+    if kind == "party_key_rotated" and statement.party_key_rotated.party_id == signer:
+        keys.append(statement.party_key_rotated.new_public_key)
+    return keys
+
+
+def verify_signatures(
+    data: bytes, statement: pb.Statement, signatures: Sequence[pb.Signature], world: World
+) -> frozenset[Signed]:
+    """Verify each signature against a key registered for its signer.
+
+    Raises :class:`SignatureInvalidError` for a signature by an unknown signer
+    or key (a revoked key included) or one that does not verify: a statement
+    carrying a forged signature is refused whole.
+    """
+    if len(signatures) > MAX_SIGNATURES:
+        raise InvalidFieldError("signatures", f"{len(signatures)} is more than {MAX_SIGNATURES}")
+    verified: set[Signed] = set()
+    for i, signature in enumerate(signatures):
+        keys = [
+            k
+            for k in _candidate_keys(signature.signer, statement, world)
+            if key_fingerprint(k) == signature.key_fingerprint
+        ]
+        if not keys:
+            raise SignatureInvalidError(
+                f"signatures[{i}]: {signature.signer[:80]!r} has no registered key "
+                "with that fingerprint (unknown signer, or a key rotated out)"
+            )
+        verify(data, signature, keys[0])
+        verified.add(Signed(signature.signer, signature.key_fingerprint))
+    return frozenset(verified)
+
+
+def _patent_number(statement: pb.Statement, kind: str, world: World) -> str | None:
+    body = getattr(statement, kind)
+    for name in ("application_number",):
+        if hasattr(body, name) and getattr(body, name):
+            return str(getattr(body, name))
+    for name in ("offer_id", "pledge_id"):
+        if hasattr(body, name):
+            return world.patent_of(getattr(body, name))
+    return None
+
+
+def admit(
+    signed: pb.SignedStatement,
+    world: World,
+    now: dt.datetime,
+    *,
+    window: dt.timedelta = dt.timedelta(hours=24),
+    skew: dt.timedelta = dt.timedelta(minutes=5),
+) -> Admitted:
+    """Decide whether ``signed`` may be sequenced now; raise the first reason it may not.
+
+    Raises :class:`InvalidFieldError` (malformed), :class:`SignatureInvalidError`
+    or :class:`~exchange.errors.SignerError` (signatures), or
+    :class:`~exchange.errors.RuleViolationError` (the law). Dedup is the
+    caller's: the same bytes are found by their id before admission.
+    """
+    data = signed.statement
+    statement = parse_statement(data)
+    check_structure(statement)
+    check_replay_window(statement, now, window, skew)
+    signatures = verify_signatures(data, statement, signed.signatures, world)
+    kind = statement.WhichOneof("body")
+    assert kind is not None  # check_structure refuses an empty body
+    sid = statement_id(data)
+    names = frozenset(s.signer for s in signatures)
+    today = now.date()
+    if kind in PATENT_KINDS:
+        number = _patent_number(statement, kind, world)
+        state = world.patent(number) if number else None
+        rules.check(state, statement, names, today)
+        return Admitted(data, statement, sid, kind, number, None, signatures)
+    if kind in PARTY_KINDS:
+        body = getattr(statement, kind)
+        if kind == "credit_event_repaired":
+            party_id = world.party_of_event(body.event_id)
+        else:
+            party_id = body.party_id
+        supervisor = world.party(body.supervisor) if hasattr(body, "supervisor") else None
+        subject = world.party(party_id) if party_id else None
+        parties.check(subject, statement, signatures, supervisor)
+        return Admitted(data, statement, sid, kind, None, party_id, signatures)
+    if kind == "dispute_filed":
+        filed = statement.dispute_filed
+        number = filed.application_number
+        rules.check_dispute(world.patent(number), filed, world.patent_of(filed.subject_id), names)
+        return Admitted(data, statement, sid, kind, number, None, signatures)
+    recorded = statement.mediation_recorded
+    number_or_none = world.patent_of(recorded.dispute_id)
+    mediator = world.party(recorded.mediator)
+    is_mediator = mediator is not None and mediator.has_role(pb.ROLE_MEDIATOR)
+    rules.check_mediation(is_mediator, recorded, number_or_none is not None, names)
+    return Admitted(data, statement, sid, kind, number_or_none, None, signatures)
