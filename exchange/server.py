@@ -19,11 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.config import ConfigError, NodeConfig
-from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from kaifang.ledger.v1 import ledger_pb2
 from ledger.db import Database
 from ledger.keys import load_or_create_key_file
 from ledger.note import Signer
-from ledger.service import LedgerService
+from ledger.service import LedgerService, add_ledger_service
 from ledger.store import LogStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(store), server)
+        add_ledger_service(LedgerService(store), server)
         # grpc-stubs does not know the asyncio health servicer.
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -292,3 +292,64 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         size = self._size(request, "tree_size")
         receipt = await self._at_sizes(log, log.receipt(index, size), tree_size=size)
         return ledger_pb2.GetReceiptResponse(receipt=receipt.format())
+
+
+def add_ledger_service(servicer: LedgerService, server: grpc.aio.Server) -> None:
+    """Register ``servicer`` on ``server``, decoding requests ourselves.
+
+    gRPC's generated registration decodes requests before the servicer runs
+    and answers UNKNOWN when the bytes are not a valid message; here the
+    servicer receives raw bytes and a malformed request is INVALID_ARGUMENT
+    with the field ``request``, like any other client mistake.
+    """
+    service = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        request_type = getattr(ledger_pb2, method.input_type.name)
+        response_type = getattr(ledger_pb2, method.output_type.name)
+        impl = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _decoding_stream(impl, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _decoding_unary(impl, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
+def _decode(request_type: Any, data: bytes) -> Any:
+    try:
+        return request_type.FromString(data)
+    except DecodeError as e:
+        raise InvalidArgumentError(
+            "request", f"not a valid {request_type.DESCRIPTOR.full_name}"
+        ) from e
+
+
+def _decoding_unary(impl: Any, request_type: Any) -> Any:
+    async def handler(data: bytes, context: Any) -> Any:
+        try:
+            request = _decode(request_type, data)
+        except InvalidArgumentError as e:
+            await _abort(context, e)
+        return await impl(request, context)
+
+    return handler
+
+
+def _decoding_stream(impl: Any, request_type: Any) -> Any:
+    async def handler(data: bytes, context: Any) -> AsyncIterator[Any]:
+        try:
+            request = _decode(request_type, data)
+        except InvalidArgumentError as e:
+            await _abort(context, e)
+        async for response in impl(request, context):
+            yield response
+
+    return handler
