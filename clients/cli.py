@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,9 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from exchange.config import ConfigError, NodeConfig, load_config
+from exchange.errors import ExchangeError
+from exchange.rules import REGISTER
 from ledger.db import Database, sqlite_url
 from ledger.errors import LedgerError
-from ledger.keys import load_key_file, load_or_create_key_file
+from ledger.keys import create_key_file, load_key_file, load_or_create_key_file
 from ledger.note import Verifier
 from ledger.receipt import verify_receipt
 from ledger.store import LogStore, Sequencer
@@ -189,6 +192,31 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
+def cmd_register_keygen(args: argparse.Namespace) -> int:
+    signer = create_key_file(args.key_file, REGISTER)
+    print(signer.public_key.hex())
+    return 0
+
+
+def cmd_register_sign(args: argparse.Namespace) -> int:
+    from exchange.register import patents_from_csv, sign_patents
+
+    key = load_key_file(args.key_file)
+    text = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text(encoding="utf-8")
+    for signed in sign_patents(patents_from_csv(text), key, dt.datetime.now(dt.UTC)):
+        print(base64.b64encode(signed.SerializeToString()).decode())
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from exchange.register import patents_to_csv
+    from exchange.sample import generate
+
+    sample = generate(args.seed, parties=args.parties, patents=args.patents)
+    sys.stdout.write(patents_to_csv(sample.patents))
+    return 0
+
+
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     checkpoint = verify_receipt(text, Verifier.from_vkey(args.vkey))
@@ -197,6 +225,13 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -281,6 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = db_command("fsck", "recompute every hash and check every checkpoint", cmd_fsck)
     p.add_argument("--vkey", help="verifier key to check signatures with (default: the stored one)")
 
+    register = commands.add_parser("register", help="the register authority's feed")
+    reg = register.add_subparsers(dest="register_command", required=True)
+    p = reg.add_parser("keygen", help="create the register authority's key; print its public key")
+    p.add_argument("--key-file", type=Path, required=True)
+    p.set_defaults(func=cmd_register_keygen)
+    p = reg.add_parser(
+        "sign", help="sign a PatentRecorded statement per CSV row; print base64 SignedStatements"
+    )
+    p.add_argument("--key-file", type=Path, required=True)
+    p.add_argument("csv", metavar="CSV", help="the register's CSV ('-' for stdin)")
+    p.set_defaults(func=cmd_register_sign)
+
+    p = commands.add_parser("sample", help="print a reproducible synthetic patent CSV")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--parties", type=_positive, default=20)
+    p.add_argument("--patents", type=_positive, default=100)
+    p.set_defaults(func=cmd_sample)
+
     p = sub.add_parser("verify-receipt", help="verify a receipt offline; exit 0 only if valid")
     p.add_argument("--vkey", required=True, help="the log's verifier key")
     p.add_argument("file", metavar="FILE", help="the receipt ('-' for stdin)")
@@ -294,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (LedgerError, CommandError, ConfigError, SQLAlchemyError, OSError) as e:
+    except (LedgerError, ExchangeError, CommandError, ConfigError, SQLAlchemyError, OSError) as e:
         print(f"kaifang: error: {e}", file=sys.stderr)
         return 1
 
