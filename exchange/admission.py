@@ -16,12 +16,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from exchange import parties, rules
-from exchange.errors import InvalidFieldError, SignatureInvalidError
+from exchange.errors import InvalidFieldError, RuleViolationError, SignatureInvalidError
 from exchange.parties import OPERATOR_PREFIX, PartyState, Signed
 from exchange.rules import REGISTER, PatentState
 from exchange.statements import (
+    MAX_IDS,
     check_replay_window,
     check_structure,
     key_fingerprint,
@@ -31,7 +33,15 @@ from exchange.statements import (
 )
 from kaifang.exchange.v1 import statements_pb2 as pb
 
-MAX_SIGNATURES = 16
+# Enough for the largest lawful signer set: every owner, assignee and a pledgee.
+MAX_SIGNATURES = 2 * MAX_IDS + 2
+# Legal dates (fees paid until, terms) are dates in China.
+LEGAL_TIME_ZONE = ZoneInfo("Asia/Shanghai")
+# Statements a dispute may be about: transactions between parties.
+DISPUTABLE = frozenset(
+    {"offer_published", "license_accepted", "license_granted", "transfer_registered",
+     "pledge_registered"}
+)  # fmt: skip
 
 PATENT_KINDS = frozenset(
     {
@@ -44,6 +54,7 @@ PATENT_KINDS = frozenset(
         "transfer_registered",
         "pledge_registered",
         "pledge_released",
+        "license_recorded",
     }
 )
 PARTY_KINDS = frozenset(
@@ -73,7 +84,10 @@ class World(Protocol):
         """The patent's state, or None if unrecorded."""
 
     def patent_of(self, statement_id: bytes) -> str | None:
-        """The application number of the patent an offer, licence or pledge id is about."""
+        """The application number of the patent a sequenced statement is about."""
+
+    def kind_of(self, statement_id: bytes) -> str | None:
+        """The kind (``offer_published``, …) of a sequenced statement, or None if unknown."""
 
     def party_of_event(self, event_id: bytes) -> str | None:
         """The party whose record holds credit event ``event_id``."""
@@ -144,7 +158,7 @@ def _patent_number(statement: pb.Statement, kind: str, world: World) -> str | No
     for name in ("application_number",):
         if hasattr(body, name) and getattr(body, name):
             return str(getattr(body, name))
-    for name in ("offer_id", "pledge_id"):
+    for name in ("offer_id", "pledge_id", "license_id"):
         if hasattr(body, name):
             return world.patent_of(getattr(body, name))
     return None
@@ -174,7 +188,7 @@ def admit(
     assert kind is not None  # check_structure refuses an empty body
     sid = statement_id(data)
     names = frozenset(s.signer for s in signatures)
-    today = now.date()
+    today = now.astimezone(LEGAL_TIME_ZONE).date()
     if kind in PATENT_KINDS:
         number = _patent_number(statement, kind, world)
         state = world.patent(number) if number else None
@@ -187,17 +201,40 @@ def admit(
         else:
             party_id = body.party_id
         supervisor = world.party(body.supervisor) if hasattr(body, "supervisor") else None
+        if supervisor is not None and supervisor.party_id == party_id:
+            raise RuleViolationError(
+                "OWN_RECORD", f"{kind}.supervisor",
+                "a supervisor acts on other parties' credit records, not their own",
+                parties.CREDIT_PROVISIONS,
+            )  # fmt: skip
         subject = world.party(party_id) if party_id else None
         parties.check(subject, statement, signatures, supervisor)
         return Admitted(data, statement, sid, kind, None, party_id, signatures)
     if kind == "dispute_filed":
         filed = statement.dispute_filed
         number = filed.application_number
-        rules.check_dispute(world.patent(number), filed, world.patent_of(filed.subject_id), names)
+        if world.kind_of(filed.subject_id) not in DISPUTABLE:
+            raise RuleViolationError(
+                "SUBJECT_UNKNOWN", "dispute_filed.subject_id",
+                "a dispute is about an offer, licence, transfer or pledge", rules.ART_52,
+            )  # fmt: skip
+        if filed.kind == pb.DISPUTE_KIND_OWNERSHIP:
+            # Anyone may claim ownership (Regs Art. 103); they must be registered and sign.
+            if world.party(filed.claimant) is None:
+                raise RuleViolationError(
+                    "PARTY_UNKNOWN", "dispute_filed.claimant", "not registered", rules.REGS_103
+                )
+            rules.require_signed(names, filed.claimant, "the claimant files", rules.REGS_103)
+        else:
+            state = world.patent(number)
+            rules.check_dispute(state, filed, world.patent_of(filed.subject_id), names)
         return Admitted(data, statement, sid, kind, number, None, signatures)
-    recorded = statement.mediation_recorded
-    number_or_none = world.patent_of(recorded.dispute_id)
-    mediator = world.party(recorded.mediator)
-    is_mediator = mediator is not None and mediator.has_role(pb.ROLE_MEDIATOR)
-    rules.check_mediation(is_mediator, recorded, number_or_none is not None, names)
-    return Admitted(data, statement, sid, kind, number_or_none, None, signatures)
+    if kind == "mediation_recorded":
+        recorded = statement.mediation_recorded
+        known = world.kind_of(recorded.dispute_id) == "dispute_filed"
+        mediator = world.party(recorded.mediator)
+        is_mediator = mediator is not None and mediator.has_role(pb.ROLE_MEDIATOR)
+        rules.check_mediation(is_mediator, recorded, known, names)
+        number = world.patent_of(recorded.dispute_id)
+        return Admitted(data, statement, sid, kind, number, None, signatures)
+    raise InvalidFieldError("body", f"{kind} statements are not admitted")

@@ -29,17 +29,28 @@ from exchange.statements import to_date
 from kaifang.exchange.v1 import statements_pb2 as pb
 
 REGISTER = "register"
+SUSPENSIONS = frozenset(
+    {
+        pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE,
+        pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION,
+    }
+)
+# An acceptance may start on the day its notice was signed, before sequencing.
+START_GRACE = dt.timedelta(days=1)
 RECORDAL_MONTHS = 3
 
 ART_10 = "Patent Law Art. 10"
+ART_39 = "Patent Law Art. 39 (grant, registration and announcement)"
 ART_14 = "Patent Law Art. 14"
 ART_50 = "Patent Law Art. 50"
 ART_51 = "Patent Law Art. 51"
 REGS_86 = "Patent Law Implementing Regulations Art. 86"
-REGS_87 = "Patent Law Implementing Regulations Art. 87"
 REGS_103 = "Patent Law Implementing Regulations Arts. 103-104"
 CIVIL_444 = "Civil Code Art. 444"
 CIVIL_865 = "Civil Code Art. 865"
+# Defines ordinary, sole and exclusive licences (普通、排他、独占实施许可).
+SPC_LICENCES = "SPC Interpretation on Technology Contract Disputes Art. 25"
+RECORDAL = "Patent Law Implementing Regulations, recordal of licence contracts (3 months)"
 PLEDGE_MEASURES = "Patent Pledge Registration Measures"
 ART_52 = "Patent Law Art. 52"
 
@@ -85,7 +96,7 @@ class PatentState:
     status: pb.PatentStatus.ValueType
     expiry: dt.date
     fees_paid_until: dt.date | None
-    suspended: pb.StatusChange.ValueType | None = None  # what suspended procedures
+    suspended: frozenset[pb.StatusChange.ValueType] = frozenset()  # suspensions in force
     offer: Offer | None = None
     licences: tuple[Licence, ...] = field(default=())
     pledge: Pledge | None = None
@@ -93,6 +104,11 @@ class PatentState:
 
 def _refuse(code: str, where: str, message: str, basis: str) -> RuleViolationError:
     return RuleViolationError(code, where, message, basis)
+
+
+def require_signed(signers: frozenset[str], signer: str, reason: str, basis: str) -> None:
+    """Raise :class:`SignerError` unless ``signer`` is among ``signers``."""
+    _require(signers, {signer}, reason, basis)
 
 
 def _require(signers: frozenset[str], needed: set[str], reason: str, basis: str) -> None:
@@ -118,15 +134,15 @@ def _in_force(state: PatentState, where: str, basis: str, today: dt.date) -> Non
         raise _refuse("PATENT_NOT_IN_FORCE", where, f"the patent is {name}", basis)
     if today > state.expiry:
         raise _refuse("PATENT_EXPIRED", where, f"the term ended on {state.expiry}", basis)
-    if state.fees_paid_until is not None and today > state.fees_paid_until:
-        raise _refuse(
-            "FEES_UNPAID", where, f"annual fees are paid only to {state.fees_paid_until}", basis
-        )
+    if state.fees_paid_until is None or today > state.fees_paid_until:
+        paid = state.fees_paid_until or "no date the register has recorded"
+        raise _refuse("FEES_UNPAID", where, f"annual fees are paid only to {paid}", basis)
 
 
 def _not_suspended(state: PatentState, where: str, basis: str) -> None:
-    if state.suspended is not None:
-        raise _refuse("PROCEDURES_SUSPENDED", where, pb.StatusChange.Name(state.suspended), basis)
+    if state.suspended:
+        names = ", ".join(sorted(pb.StatusChange.Name(c) for c in state.suspended))
+        raise _refuse("PROCEDURES_SUSPENDED", where, names, basis)
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
@@ -154,20 +170,29 @@ def check(
     """
     kind = statement.WhichOneof("body")
     if kind in ("patent_recorded", "patent_status_changed"):
-        _require(signers, {REGISTER}, "only the register authority records patents", ART_10)
+        _require(signers, {REGISTER}, "only the register authority records patents", ART_39)
         if kind == "patent_recorded" and state is not None:
             raise _refuse(
                 "PATENT_ALREADY_RECORDED", "patent_recorded.application_number",
-                "the patent is already recorded", ART_10,
+                "the patent is already recorded", ART_39,
             )  # fmt: skip
-        if kind == "patent_status_changed" and state is None:
-            raise _refuse(
-                "PATENT_UNKNOWN", "patent_status_changed.application_number",
-                "no such patent is recorded", ART_10,
-            )  # fmt: skip
+        if kind == "patent_status_changed":
+            if state is None:
+                raise _refuse(
+                    "PATENT_UNKNOWN", "patent_status_changed.application_number",
+                    "no such patent is recorded", ART_39,
+                )  # fmt: skip
+            change = statement.patent_status_changed
+            if change.change == pb.STATUS_CHANGE_SUSPENSION_LIFTED and (
+                change.lifted not in state.suspended
+            ):
+                raise _refuse(
+                    "NOT_SUSPENDED", "patent_status_changed.lifted",
+                    "that suspension is not in force", REGS_103,
+                )  # fmt: skip
         return
     if state is None:
-        raise _refuse("PATENT_UNKNOWN", f"{kind}.application_number", "not recorded", ART_10)
+        raise _refuse("PATENT_UNKNOWN", f"{kind}.application_number", "not recorded", ART_39)
     if kind == "offer_published":
         _check_offer(state, statement.offer_published, signers, today)
     elif kind == "offer_withdrawn":
@@ -184,19 +209,48 @@ def check(
         _check_transfer(state, statement.transfer_registered, signers)
     elif kind == "pledge_registered":
         _check_pledge(state, statement.pledge_registered, signers, today)
+    elif kind == "license_recorded":
+        _check_recordal(state, statement.license_recorded, signers)
     elif kind == "pledge_released":
         if state.pledge is None or state.pledge.pledge_id != statement.pledge_released.pledge_id:
             raise _refuse(
                 "PLEDGE_NOT_ACTIVE", "pledge_released.pledge_id", "no such pledge", PLEDGE_MEASURES
             )
         _require(signers, {state.pledge.pledgee}, "only the pledgee releases", PLEDGE_MEASURES)
+    else:
+        raise AssertionError(f"{kind} is not a patent-scoped statement")
+
+
+def _check_recordal(
+    state: PatentState, recorded: pb.LicenseRecorded, signers: frozenset[str]
+) -> None:
+    licence = next((x for x in state.licences if x.license_id == recorded.license_id), None)
+    if licence is None:
+        raise _refuse(
+            "LICENSE_UNKNOWN",
+            "license_recorded.license_id",
+            "no such licence of this patent",
+            RECORDAL,
+        )
+    if licence.recorded:
+        raise _refuse(
+            "ALREADY_RECORDED", "license_recorded.license_id", "already recorded", RECORDAL
+        )
+    if not signers & ({licence.licensee} | set(state.owners)):
+        raise SignerError(
+            frozenset({licence.licensee, *state.owners}),
+            "the licensor or the licensee records a licence",
+            RECORDAL,
+        )
 
 
 def _check_offer(
     state: PatentState, offer: pb.OfferPublished, signers: frozenset[str], today: dt.date
 ) -> None:
     where = "offer_published.application_number"
-    _in_force(state, where, REGS_86, today)
+    _in_force(
+        state, where, REGS_86 if state.status == pb.PATENT_STATUS_FEE_UNPAID else ART_50, today
+    )
     _not_suspended(state, where, REGS_86)
     if state.offer is not None:
         raise _refuse("OFFER_ALREADY_ACTIVE", where, "withdraw the active offer first", ART_50)
@@ -227,6 +281,14 @@ def _check_acceptance(
             "acceptance must be on the published terms, the same for every licensee", ART_51,
         )  # fmt: skip
     _in_force(state, "license_accepted.offer_id", ART_51, today)
+    start = to_date(accepted.start_date, "license_accepted.start_date")
+    if not today - START_GRACE <= start <= state.expiry:
+        raise _refuse(
+            "START_OUT_OF_TERM", "license_accepted.start_date",
+            f"a licence starts from its acceptance and within the patent's term, {state.expiry}",
+            CIVIL_865,
+        )  # fmt: skip
+    _check_payment(accepted)
     if accepted.licensee in state.owners:
         raise _refuse(
             "LICENSEE_IS_OWNER", "license_accepted.licensee", "owners need no licence", ART_51
@@ -234,34 +296,81 @@ def _check_acceptance(
     _require(signers, {accepted.licensee}, "the licensee's signed notice", ART_51)
 
 
+def _up_front(terms: pb.RoyaltyTerms) -> tuple[int, str] | None:
+    """What the terms require paid at acceptance: (minor units, currency), or None."""
+    method = terms.WhichOneof("method")
+    if method == "lump_sum":
+        return terms.lump_sum.amount_minor, terms.lump_sum.currency
+    if method == "entry_fee_and_royalty":
+        fee = terms.entry_fee_and_royalty.entry_fee
+        return fee.amount_minor, fee.currency
+    if method == "instalments":
+        due = [i.amount for i in terms.instalments.instalments if i.due_after_months == 0]
+        if due:
+            return sum(m.amount_minor for m in due), due[0].currency
+    return None
+
+
+def _check_payment(accepted: pb.LicenseAccepted) -> None:
+    """The licence is obtained by notice *and* payment on the published terms (Art. 51)."""
+    owed = _up_front(accepted.terms)
+    if owed is None:
+        if accepted.HasField("payment"):
+            raise _refuse(
+                "PAYMENT_NOT_DUE", "license_accepted.payment",
+                "these terms require no payment at acceptance", ART_51,
+            )  # fmt: skip
+        return
+    paid = accepted.payment.amount
+    if not accepted.HasField("payment") or (paid.amount_minor, paid.currency) != owed:
+        raise _refuse(
+            "PAYMENT_MISMATCH", "license_accepted.payment",
+            f"acceptance requires payment of {owed[0]} {owed[1]} (minor units)", ART_51,
+        )  # fmt: skip
+
+
+def _overlaps(licence: Licence, start: dt.date, end: dt.date) -> bool:
+    return licence.start <= end and start <= licence.end
+
+
 def _check_grant(
     state: PatentState, grant: pb.LicenseGranted, signers: frozenset[str], today: dt.date
 ) -> None:
-    if set(grant.licensors) != set(state.owners):
+    exclusive = grant.type in (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_SOLE)
+    licensors = set(grant.licensors)
+    # A co-owner may grant an ordinary licence alone; sole and exclusive
+    # licences bind every owner (Patent Law Art. 14).
+    if not licensors <= set(state.owners) or (exclusive and licensors != set(state.owners)):
         raise _refuse(
             "LICENSORS_NOT_OWNERS", "license_granted.licensors",
-            "every registered owner, and only they, license", ART_14,
+            "licensors must be registered owners (all of them for a sole or exclusive licence)",
+            ART_14,
         )  # fmt: skip
-    _in_force(state, "license_granted.application_number", ART_51, today)
-    if grant.type in (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_SOLE):
-        if state.offer is not None:
-            raise _refuse(
-                "OPEN_LICENSE_ACTIVE", "license_granted.type",
-                "no exclusive or sole licence while an open-licence declaration is active", ART_51,
-            )  # fmt: skip
-        for licence in state.licences:
-            if licence.type == pb.LICENSE_TYPE_EXCLUSIVE and licence.end >= today:
-                raise _refuse(
-                    "EXCLUSIVE_LICENSE_IN_FORCE", "license_granted.type",
-                    "an exclusive licence is already in force", ART_51,
-                )  # fmt: skip
-    if to_date(grant.end_date, "license_granted.end_date") > state.expiry:
+    _in_force(state, "license_granted.application_number", CIVIL_865, today)
+    start = to_date(grant.start_date, "license_granted.start_date")
+    end = to_date(grant.end_date, "license_granted.end_date")
+    if end > state.expiry:
         raise _refuse(
             "TERM_BEYOND_EXPIRY", "license_granted.end_date",
             f"a licence ends no later than the patent, {state.expiry}", CIVIL_865,
         )  # fmt: skip
-    _owners_must_sign(state, signers, "a licence")
-    _require(signers, {grant.licensee}, "the licensee must sign the licence", ART_51)
+    if exclusive and state.offer is not None:
+        raise _refuse(
+            "OPEN_LICENSE_ACTIVE", "license_granted.type",
+            "no exclusive or sole licence while an open-licence declaration is active", ART_51,
+        )  # fmt: skip
+    for licence in state.licences:
+        if not _overlaps(licence, start, end):
+            continue
+        held_exclusive = licence.type in (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_SOLE)
+        if exclusive or held_exclusive:
+            raise _refuse(
+                "EXCLUSIVE_LICENSE_CONFLICT", "license_granted.type",
+                "a sole or exclusive licence admits no other licensee for its term",
+                SPC_LICENCES,
+            )  # fmt: skip
+    _require(signers, licensors, "every licensor signs the licence", ART_14)
+    _require(signers, {grant.licensee}, "the licensee must sign the licence", CIVIL_865)
     _pledgee_must_sign(state, signers, "a licence", CIVIL_444)
 
 
@@ -271,6 +380,16 @@ def _check_transfer(
     where = "transfer_registered.assignors"
     if set(transfer.assignors) != set(state.owners):
         raise _refuse("ASSIGNORS_NOT_OWNERS", where, "every registered owner must assign", ART_14)
+    if state.status in (
+        pb.PATENT_STATUS_LAPSED,
+        pb.PATENT_STATUS_INVALIDATED,
+        pb.PATENT_STATUS_EXPIRED,
+    ):
+        name = pb.PatentStatus.Name(state.status)
+        raise _refuse(
+            "PATENT_NOT_IN_FORCE", "transfer_registered.application_number",
+            f"a {name} right cannot be transferred", ART_10,
+        )  # fmt: skip
     _not_suspended(state, "transfer_registered.application_number", REGS_103)
     _owners_must_sign(state, signers, "a transfer")
     _require(signers, set(transfer.assignees), "every assignee must sign", ART_10)
@@ -284,7 +403,7 @@ def _check_pledge(
     if set(pledge.pledgors) != set(state.owners):
         raise _refuse(
             "PLEDGORS_NOT_OWNERS", "pledge_registered.pledgors",
-            "only the registered owners may pledge", CIVIL_444,
+            "only the registered owners may pledge", PLEDGE_MEASURES,
         )  # fmt: skip
     _in_force(state, where, PLEDGE_MEASURES, today)
     _not_suspended(state, where, PLEDGE_MEASURES)
@@ -342,6 +461,14 @@ def apply(
             to_date(g.end_date, "end_date"), _add_months(today, RECORDAL_MONTHS),
         )  # fmt: skip
         return replace(state, licences=(*state.licences, licence))
+    if kind == "license_recorded":
+        wanted = statement.license_recorded.license_id
+        return replace(
+            state,
+            licences=tuple(
+                replace(x, recorded=True) if x.license_id == wanted else x for x in state.licences
+            ),
+        )
     if kind == "transfer_registered":
         return replace(state, owners=tuple(statement.transfer_registered.assignees))
     if kind == "pledge_registered":
@@ -351,7 +478,7 @@ def apply(
         )
     if kind == "pledge_released":
         return replace(state, pledge=None)
-    return state
+    raise AssertionError(f"{kind} is not a patent-scoped statement")
 
 
 def _status_changed(state: PatentState, change: pb.PatentStatusChanged) -> PatentState:
@@ -369,16 +496,14 @@ def _status_changed(state: PatentState, change: pb.PatentStatusChanged) -> Paten
     if c == pb.STATUS_CHANGE_FEE_UNPAID:
         return replace(state, status=pb.PATENT_STATUS_FEE_UNPAID)
     if c == pb.STATUS_CHANGE_LAPSED:
-        return replace(state, status=pb.PATENT_STATUS_LAPSED)
+        # A lapse ends the declaration; a restored patent needs a new one.
+        return replace(state, status=pb.PATENT_STATUS_LAPSED, offer=None)
     if c == pb.STATUS_CHANGE_INVALIDATED:
         return replace(state, status=pb.PATENT_STATUS_INVALIDATED, offer=None)
-    if c in (
-        pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE,
-        pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION,
-    ):
-        return replace(state, suspended=c)
+    if c in SUSPENSIONS:
+        return replace(state, suspended=state.suspended | {c})
     if c == pb.STATUS_CHANGE_SUSPENSION_LIFTED:
-        return replace(state, suspended=None)
+        return replace(state, suspended=state.suspended - {change.lifted})
     return state
 
 

@@ -100,7 +100,10 @@ def check_replay_window(
     """Refuse a statement created over ``window`` before ``now`` or over ``skew`` after it."""
     if not statement.HasField("created_at"):
         raise InvalidFieldError("created_at", "is required")
-    created = statement.created_at.ToDatetime(tzinfo=dt.UTC)
+    try:
+        created = statement.created_at.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError) as e:
+        raise InvalidFieldError("created_at", "is not a valid timestamp") from e
     if created < now - window:
         raise InvalidFieldError(
             "created_at", f"{created.isoformat()} is older than the {window} acceptance window"

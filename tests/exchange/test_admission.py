@@ -37,6 +37,7 @@ class MemoryWorld:
     parties_: dict[str, PartyState] = field(default_factory=dict)
     patents: dict[str, PatentState] = field(default_factory=dict)
     about: dict[bytes, str] = field(default_factory=dict)
+    kinds: dict[bytes, str] = field(default_factory=dict)
     events: dict[bytes, str] = field(default_factory=dict)
 
     def register_key(self) -> bytes:
@@ -54,17 +55,21 @@ class MemoryWorld:
     def patent_of(self, statement_id: bytes) -> str | None:
         return self.about.get(statement_id)
 
+    def kind_of(self, statement_id: bytes) -> str | None:
+        return self.kinds.get(statement_id)
+
     def party_of_event(self, event_id: bytes) -> str | None:
         return self.events.get(event_id)
 
     def sequence(self, admitted: Admitted) -> None:
         s, sid = admitted.statement, admitted.statement_id
+        self.kinds[sid] = admitted.kind
         if admitted.party is not None:
             self.parties_[admitted.party] = parties.apply(self.party(admitted.party), s, sid)
             if admitted.kind == "credit_event_recorded":
                 self.events[sid] = admitted.party
         elif admitted.patent is not None:
-            if admitted.kind not in ("dispute_filed", "mediation_recorded"):
+            if admitted.kind not in ("dispute_filed", "mediation_recorded", "license_recorded"):
                 state = self.patents.get(admitted.patent)
                 self.patents[admitted.patent] = rules.apply(state, s, sid, NOW.date())
             self.about[sid] = admitted.patent
@@ -142,6 +147,9 @@ def test_offer_and_acceptance_are_admitted_with_their_subjects(
         offer_id=offered.statement_id, licensee=licensee.id,
         terms=pb.RoyaltyTerms(lump_sum=pb.Money(amount_minor=100, currency="CNY")),
         start_date=d(NOW.date()),
+        payment=pb.Payment(
+            amount=pb.Money(amount_minor=100, currency="CNY"), reference="TX", paid_on=d(NOW.date())
+        ),
     )  # fmt: skip
     accepted = admit(signed(stmt(license_accepted=accept), (licensee.id, licensee.key)), w, NOW)
     assert accepted.patent == NUMBER  # found through the offer id
@@ -213,3 +221,56 @@ def test_replayed_and_malformed_statements_are_refused(
         admit(signed(old, (owner.id, owner.key)), w, NOW)
     with pytest.raises(InvalidFieldError):
         admit(pb.SignedStatement(statement=b"\xff\x00garbage"), w, NOW)
+
+
+def test_disputes_and_mediation_must_be_about_the_right_statements(
+    world: tuple[MemoryWorld, Party, Party],
+) -> None:
+    w, owner, licensee = world
+    offered = admit(signed(_offer(), (owner.id, owner.key)), w, NOW)
+    w.sequence(offered)
+    record_id = next(sid for sid, kind in w.kinds.items() if kind == "patent_recorded")
+    dispute = pb.DisputeFiled(
+        application_number=NUMBER, subject_id=record_id, kind=pb.DISPUTE_KIND_OPEN_LICENSE,
+        claimant=owner.id, respondents=[licensee.id], summary="?",
+    )  # fmt: skip
+    with pytest.raises(RuleViolationError, match="SUBJECT_UNKNOWN"):
+        admit(signed(stmt(dispute_filed=dispute), (owner.id, owner.key)), w, NOW)
+    # An ownership claim may come from anyone registered, not only the parties.
+    dispute.subject_id = offered.statement_id
+    dispute.kind = pb.DISPUTE_KIND_OWNERSHIP
+    dispute.claimant, dispute.respondents[:] = licensee.id, [owner.id]
+    admit(signed(stmt(dispute_filed=dispute), (licensee.id, licensee.key)), w, NOW)
+    mediator = Party(Ed25519PrivateKey.generate())
+    w.sequence(admit(registration(mediator), w, NOW))
+    grant = stmt(role_granted=pb.RoleGranted(party_id=mediator.id, role=pb.ROLE_MEDIATOR))
+    w.sequence(admit(signed(grant, (f"operator:{ORIGIN}", OPERATOR_KEY)), w, NOW))
+    record = pb.MediationRecorded(
+        dispute_id=offered.statement_id, mediator=mediator.id,
+        outcome=pb.MEDIATION_OUTCOME_AGREEMENT, summary="x", concluded_on=d(NOW.date()),
+    )  # fmt: skip
+    with pytest.raises(RuleViolationError, match="DISPUTE_UNKNOWN"):
+        admit(signed(stmt(mediation_recorded=record), (mediator.id, mediator.key)), w, NOW)
+
+
+def test_a_supervisor_cannot_act_on_their_own_record(
+    world: tuple[MemoryWorld, Party, Party],
+) -> None:
+    w, owner, _ = world
+    grant = stmt(role_granted=pb.RoleGranted(party_id=owner.id, role=pb.ROLE_SUPERVISOR))
+    w.sequence(admit(signed(grant, (f"operator:{ORIGIN}", OPERATOR_KEY)), w, NOW))
+    event = pb.CreditEventRecorded(
+        party_id=owner.id, kind=pb.CREDIT_EVENT_KIND_OTHER, supervisor=owner.id,
+        evidence=[pb.EntryReference(origin=ORIGIN, index=1)], summary="x",
+        occurred_on=d(NOW.date()),
+    )  # fmt: skip
+    with pytest.raises(RuleViolationError, match="OWN_RECORD"):
+        admit(signed(stmt(credit_event_recorded=event), (owner.id, owner.key)), w, NOW)
+
+
+def test_an_impossible_timestamp_is_a_field_error(world: tuple[MemoryWorld, Party, Party]) -> None:
+    w, owner, _ = world
+    statement = _offer()
+    statement.created_at.seconds = 2**62
+    with pytest.raises(InvalidFieldError, match="created_at"):
+        admit(signed(statement, (owner.id, owner.key)), w, NOW)

@@ -83,12 +83,19 @@ def offer(fen: int = 5_000_000) -> pb.Statement:
     )
 
 
-def accept(offer_id: bytes, fen: int = 5_000_000, licensee: str = LICENSEE) -> pb.Statement:
+def accept(
+    offer_id: bytes, fen: int = 5_000_000, licensee: str = LICENSEE, paid: int | None = None
+) -> pb.Statement:
+    payment = pb.Payment(
+        amount=pb.Money(amount_minor=fen if paid is None else paid, currency="CNY"),
+        reference="TX", paid_on=d(TODAY),
+    )  # fmt: skip
     return stmt(
         license_accepted=pb.LicenseAccepted(
-            offer_id=offer_id, licensee=licensee, terms=lump(fen), start_date=d(TODAY)
+            offer_id=offer_id, licensee=licensee, terms=lump(fen), start_date=d(TODAY),
+            payment=payment,
         )
-    )
+    )  # fmt: skip
 
 
 def grant(kind: pb.LicenseType.ValueType, end: dt.date = dt.date(2030, 1, 1)) -> pb.Statement:
@@ -231,7 +238,9 @@ def test_suspension_blocks_declarations_transfers_and_pledges(
         (pledge(), (OWNER, BANK)),
     ):
         assert ledger.refused(statement, *signers).code == "PROCEDURES_SUSPENDED"
-    ledger.submit(status(pb.STATUS_CHANGE_SUSPENSION_LIFTED), REGISTER)
+    lift = status(pb.STATUS_CHANGE_SUSPENSION_LIFTED)
+    lift.patent_status_changed.lifted = suspension
+    ledger.submit(lift, REGISTER)
     ledger.submit(offer(), OWNER)
 
 
@@ -293,3 +302,107 @@ def test_only_owners_transfer_pledge_or_license(ledger: Ledger) -> None:
 
 def test_statements_about_unrecorded_patents_are_refused() -> None:
     assert Ledger().refused(offer(), OWNER).code == "PATENT_UNKNOWN"
+
+
+def test_acceptance_without_the_published_payment_is_refused(ledger: Ledger) -> None:
+    offer_id = ledger.submit(offer(5_000_000), OWNER)
+    unpaid = accept(offer_id)
+    unpaid.license_accepted.ClearField("payment")
+    assert ledger.refused(unpaid, LICENSEE).code == "PAYMENT_MISMATCH"
+    assert ledger.refused(accept(offer_id, paid=1), LICENSEE).code == "PAYMENT_MISMATCH"
+    ledger.submit(accept(offer_id), LICENSEE)
+
+
+def test_free_licences_take_no_payment(ledger: Ledger) -> None:
+    free = offer()
+    free.offer_published.terms.CopyFrom(pb.RoyaltyTerms(free=pb.Free()))
+    offer_id = ledger.submit(free, OWNER)
+    taken = accept(offer_id)
+    taken.license_accepted.terms.CopyFrom(pb.RoyaltyTerms(free=pb.Free()))
+    assert ledger.refused(taken, LICENSEE).code == "PAYMENT_NOT_DUE"
+    taken.license_accepted.ClearField("payment")
+    ledger.submit(taken, LICENSEE)
+
+
+def test_acceptance_must_start_now_and_within_the_term(ledger: Ledger) -> None:
+    offer_id = ledger.submit(offer(), OWNER)
+    for start in (dt.date(2003, 1, 1), dt.date(2099, 1, 1)):
+        late = accept(offer_id)
+        late.license_accepted.start_date.CopyFrom(d(start))
+        assert ledger.refused(late, LICENSEE).code == "START_OUT_OF_TERM"
+
+
+def test_a_licence_is_recorded_once_by_a_party_to_it(ledger: Ledger) -> None:
+    offer_id = ledger.submit(offer(), OWNER)
+    license_id = ledger.submit(accept(offer_id), LICENSEE)
+    recordal = stmt(
+        license_recorded=pb.LicenseRecorded(
+            license_id=license_id, recordal_number="2026990000123", recorded_on=d(TODAY)
+        )
+    )
+    with pytest.raises(SignerError):
+        check(ledger.state, recordal, frozenset({OTHER}), TODAY)
+    ledger.submit(recordal, LICENSEE)
+    assert ledger.state is not None
+    assert ledger.state.licences[0].recorded
+    assert ledger.refused(recordal, OWNER).code == "ALREADY_RECORDED"
+    stray = stmt(license_recorded=pb.LicenseRecorded(license_id=bytes(32), recorded_on=d(TODAY)))
+    assert ledger.refused(stray, LICENSEE).code == "LICENSE_UNKNOWN"
+
+
+def test_lifting_one_suspension_leaves_the_other(ledger: Ledger) -> None:
+    ledger.submit(status(pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE), REGISTER)
+    ledger.submit(status(pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION), REGISTER)
+    lift = status(pb.STATUS_CHANGE_SUSPENSION_LIFTED)
+    lift.patent_status_changed.lifted = pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE
+    ledger.submit(lift, REGISTER)
+    assert ledger.refused(transfer(), OWNER, OTHER).code == "PROCEDURES_SUSPENDED"
+    assert ledger.refused(lift, REGISTER).code == "NOT_SUSPENDED"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (pb.LICENSE_TYPE_SOLE, pb.LICENSE_TYPE_SOLE),
+        (pb.LICENSE_TYPE_SOLE, pb.LICENSE_TYPE_EXCLUSIVE),
+        (pb.LICENSE_TYPE_EXCLUSIVE, pb.LICENSE_TYPE_ORDINARY),
+        (pb.LICENSE_TYPE_ORDINARY, pb.LICENSE_TYPE_EXCLUSIVE),
+    ],
+)
+def test_sole_and_exclusive_licences_admit_no_other_licensee(
+    ledger: Ledger, first: pb.LicenseType.ValueType, second: pb.LicenseType.ValueType
+) -> None:
+    ledger.submit(grant(first), OWNER, OTHER)
+    again = grant(second)
+    again.license_granted.licensee = LICENSEE
+    assert ledger.refused(again, OWNER, LICENSEE).code == "EXCLUSIVE_LICENSE_CONFLICT"
+    later = grant(second, end=dt.date(2035, 1, 1))
+    later.license_granted.licensee = LICENSEE
+    later.license_granted.start_date.CopyFrom(d(dt.date(2031, 1, 1)))
+    ledger.submit(later, OWNER, LICENSEE)  # after the first ends: no overlap
+
+
+def test_one_co_owner_may_grant_an_ordinary_licence_but_not_an_exclusive_one() -> None:
+    book = Ledger()
+    book.submit(recorded(owners=(OWNER, CO_OWNER)), REGISTER)
+    book.submit(grant(pb.LICENSE_TYPE_ORDINARY), OWNER, OTHER)
+    exclusive = grant(pb.LICENSE_TYPE_EXCLUSIVE)
+    exclusive.license_granted.licensee = LICENSEE
+    assert book.refused(exclusive, OWNER, LICENSEE).code == "LICENSORS_NOT_OWNERS"
+
+
+def test_unknown_fee_status_blocks_a_declaration() -> None:
+    book = Ledger()
+    unknown = recorded()
+    unknown.patent_recorded.ClearField("fees_paid_until")
+    book.submit(unknown, REGISTER)
+    assert book.refused(offer(), OWNER).code == "FEES_UNPAID"
+
+
+def test_a_lapsed_right_is_not_transferred_and_its_declaration_ends(ledger: Ledger) -> None:
+    ledger.submit(offer(), OWNER)
+    ledger.submit(status(pb.STATUS_CHANGE_LAPSED), REGISTER)
+    assert ledger.refused(transfer(), OWNER, OTHER).code == "PATENT_NOT_IN_FORCE"
+    ledger.submit(status(pb.STATUS_CHANGE_RESTORED), REGISTER)
+    assert ledger.state is not None
+    assert ledger.state.offer is None

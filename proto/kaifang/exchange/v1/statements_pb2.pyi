@@ -855,12 +855,17 @@ class PatentStatusChanged(_message.Message):
     EFFECTIVE_DATE_FIELD_NUMBER: _builtins.int
     FEES_PAID_UNTIL_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    LIFTED_FIELD_NUMBER: _builtins.int
     application_number: _builtins.str
     """Canonical application number."""
     change: Global___StatusChange.ValueType
     """What changed."""
     reference: _builtins.str
     """The register's reference for the decision or notice."""
+    lifted: Global___StatusChange.ValueType
+    """With STATUS_CHANGE_SUSPENSION_LIFTED: which suspension is lifted (one of
+    the STATUS_CHANGE_SUSPENDED_* values); others stay in force.
+    """
     @_builtins.property
     def effective_date(self) -> Global___Date:
         """The day the change took effect."""
@@ -877,10 +882,11 @@ class PatentStatusChanged(_message.Message):
         effective_date: Global___Date | None = ...,
         fees_paid_until: Global___Date | None = ...,
         reference: _builtins.str = ...,
+        lifted: Global___StatusChange.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["effective_date", b"effective_date", "fees_paid_until", b"fees_paid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "change", b"change", "effective_date", b"effective_date", "fees_paid_until", b"fees_paid_until", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "change", b"change", "effective_date", b"effective_date", "fees_paid_until", b"fees_paid_until", "lifted", b"lifted", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
