@@ -278,6 +278,10 @@ def _patent_recorded(m: pb.PatentRecorded, f: str) -> None:
     expiry = _require_date(m, "expiry_date", f"{f}.expiry_date")
     if expiry <= filed:
         raise InvalidFieldError(f"{f}.expiry_date", "is not after the filing date")
+    pending = m.status == pb.PATENT_STATUS_PENDING
+    if m.HasField("grant_date") == pending:
+        # A granted patent has a grant date; an application does not (Patent Law Art. 39).
+        raise InvalidFieldError(f"{f}.grant_date", "is required exactly when the patent is granted")
     if m.HasField("grant_date"):
         granted = to_date(m.grant_date, f"{f}.grant_date")
         if not filed <= granted < expiry:
