@@ -155,13 +155,24 @@ def verify_signatures(
 
 def _patent_number(statement: pb.Statement, kind: str, world: World) -> str | None:
     body = getattr(statement, kind)
-    for name in ("application_number",):
-        if hasattr(body, name) and getattr(body, name):
-            return str(getattr(body, name))
-    for name in ("offer_id", "pledge_id", "license_id"):
+    if getattr(body, "application_number", ""):
+        return str(body.application_number)
+    for name in ("offer_id", "pledge_id", "license_id", "dispute_id"):
         if hasattr(body, name):
             return world.patent_of(getattr(body, name))
     return None
+
+
+def subject_of(statement: pb.Statement, world: World) -> tuple[str | None, str | None]:
+    """The (patent, party) a statement is about: exactly one of them is set when known."""
+    kind = statement.WhichOneof("body")
+    assert kind is not None
+    if kind in PARTY_KINDS:
+        body = getattr(statement, kind)
+        if kind == "credit_event_repaired":
+            return None, world.party_of_event(body.event_id)
+        return None, str(body.party_id)
+    return _patent_number(statement, kind, world), None
 
 
 def admit(

@@ -8,7 +8,8 @@ Every exception the exchange raises on purpose derives from
     │   └── IdentifierError         an identifier fails its format or check character
     ├── SignatureInvalidError       a signature does not verify under the key it names
     ├── SignerError                 the statement lacks a signature the law requires
-    └── RuleViolationError          a legal rule refuses the statement in the current state
+    ├── RuleViolationError          a legal rule refuses the statement in the current state
+    └── ViewOrderError              a log entry was applied to the views out of order
 
 Each carries the offending field (a protobuf field path) and a reason, so
 that the service edge can answer ``INVALID_ARGUMENT`` with a ``BadRequest``
@@ -68,3 +69,7 @@ class RuleViolationError(ExchangeError):
         self.code = code
         self.field = field
         self.legal_basis = legal_basis
+
+
+class ViewOrderError(ExchangeError):
+    """A log entry was applied to the views out of order (a gap, or applied twice)."""

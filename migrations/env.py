@@ -12,11 +12,13 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
+from exchange.models import ViewBase
 from ledger.db import create_engine
 from ledger.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+# The ledger's tables and the exchange's views share one database and one history.
+target_metadata = [Base.metadata, ViewBase.metadata]
 
 
 def _run(connection: Connection) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, MetaData
 
+from exchange.models import ViewBase
 from ledger.db import Database
 from ledger.models import Base
 
@@ -20,7 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_models_and_migrations_agree(db: Database) -> None:
     def diff(conn: Connection) -> list[object]:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        combined = MetaData()
+        for metadata in (Base.metadata, ViewBase.metadata):
+            for table in metadata.tables.values():
+                table.to_metadata(combined)
+        return list(compare_metadata(context, combined))
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
