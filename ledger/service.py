@@ -15,10 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError, Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf.message import Message
+from google.rpc import status_pb2
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -33,6 +31,7 @@ from ledger.errors import (
     UnknownLogError,
 )
 from ledger.merkle import HASH_SIZE
+from ledger.rpc import abort_with, build_status, field_violation, register_service
 from ledger.store import LogStore
 
 logger = logging.getLogger(__name__)
@@ -69,10 +68,7 @@ def status_for(error: LedgerError) -> status_pb2.Status:
     metadata: dict[str, str] = {}
     if isinstance(error, InvalidArgumentError):
         metadata["field"] = error.field
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=error.field, description=error.reason
-        )
-        extra.append(error_details_pb2.BadRequest(field_violations=[violation]))
+        extra.append(field_violation(error.field, error.reason))
     return _status(code, reason, str(error), extra, metadata)
 
 
@@ -83,13 +79,7 @@ def _status(
     extra: list[Message],
     metadata: dict[str, str] | None = None,
 ) -> status_pb2.Status:
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
-    details = []
-    for detail in [info, *extra]:
-        packed = any_pb2.Any()
-        packed.Pack(detail)
-        details.append(packed)
-    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return build_status(ERROR_DOMAIN, code, reason, message, extra, metadata)
 
 
 async def _abort(context: Any, error: Exception) -> None:
@@ -107,8 +97,7 @@ async def _abort(context: Any, error: Exception) -> None:
         code = grpc.StatusCode.UNAVAILABLE if transient else grpc.StatusCode.INTERNAL
         reason = "DATABASE_UNAVAILABLE" if transient else "INTERNAL"
         status = _status(code, reason, "the ledger could not answer; see the node's log", [])
-    # grpc-stubs does not declare the aio context's abort_with_status, hence Any.
-    await context.abort_with_status(rpc_status.to_status(status))
+    await abort_with(context, status)
 
 
 T = TypeVar("T")
@@ -295,61 +284,5 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
 
 
 def add_ledger_service(servicer: LedgerService, server: grpc.aio.Server) -> None:
-    """Register ``servicer`` on ``server``, decoding requests ourselves.
-
-    gRPC's generated registration decodes requests before the servicer runs
-    and answers UNKNOWN when the bytes are not a valid message; here the
-    servicer receives raw bytes and a malformed request is INVALID_ARGUMENT
-    with the field ``request``, like any other client mistake.
-    """
-    service = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"]
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in service.methods:
-        request_type = getattr(ledger_pb2, method.input_type.name)
-        response_type = getattr(ledger_pb2, method.output_type.name)
-        impl = getattr(servicer, method.name)
-        if method.server_streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _decoding_stream(impl, request_type),
-                response_serializer=response_type.SerializeToString,
-            )
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _decoding_unary(impl, request_type),
-                response_serializer=response_type.SerializeToString,
-            )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-    )
-
-
-def _decode(request_type: Any, data: bytes) -> Any:
-    try:
-        return request_type.FromString(data)
-    except DecodeError as e:
-        raise InvalidArgumentError(
-            "request", f"not a valid {request_type.DESCRIPTOR.full_name}"
-        ) from e
-
-
-def _decoding_unary(impl: Any, request_type: Any) -> Any:
-    async def handler(data: bytes, context: Any) -> Any:
-        try:
-            request = _decode(request_type, data)
-        except InvalidArgumentError as e:
-            await _abort(context, e)
-        return await impl(request, context)
-
-    return handler
-
-
-def _decoding_stream(impl: Any, request_type: Any) -> Any:
-    async def handler(data: bytes, context: Any) -> AsyncIterator[Any]:
-        try:
-            request = _decode(request_type, data)
-        except InvalidArgumentError as e:
-            await _abort(context, e)
-        async for response in impl(request, context):
-            yield response
-
-    return handler
+    """Register ``servicer`` on ``server`` (undecodable requests: INVALID_ARGUMENT)."""
+    register_service(servicer, server, ledger_pb2, "LedgerService", _abort, InvalidArgumentError)
