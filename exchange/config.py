@@ -6,6 +6,9 @@ origin = "local.kaifang.example/log"   # the log's origin (checkpoint first line
 listen = "127.0.0.1:50051"             # gRPC address, host:port (port 0 picks one)
 database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL
 log_key = "log.key"                    # the log's Ed25519 signer key file
+operator_key = "operator.key"          # this exchange operator's key (grants roles)
+register_key = "register.key"          # the register authority's key file; the node
+                                       # uses only its public half to check the feed
 ```
 
 Relative paths (the key file, an SQLite database file) are relative to the
@@ -25,7 +28,7 @@ from sqlalchemy.engine import make_url
 DEFAULT_ORIGIN = "local.kaifang.example/log"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DIR = Path("var")
-KEYS = frozenset({"origin", "listen", "database", "log_key"})
+KEYS = frozenset({"origin", "listen", "database", "log_key", "operator_key", "register_key"})
 
 
 class ConfigError(Exception):
@@ -40,6 +43,17 @@ class NodeConfig:
     listen: str
     database: str
     log_key: Path
+    # None: beside the log key, named operator.key / register.key.
+    operator_key: Path | None = None
+    register_key: Path | None = None
+
+    def operator_key_file(self) -> Path:
+        """Where this exchange operator's key is."""
+        return self.operator_key or self.log_key.with_name("operator.key")
+
+    def register_key_file(self) -> Path:
+        """Where the register authority's key is."""
+        return self.register_key or self.log_key.with_name("register.key")
 
     @classmethod
     def defaults(cls, base: Path = DEFAULT_DIR) -> NodeConfig:
@@ -49,6 +63,8 @@ class NodeConfig:
             listen=DEFAULT_LISTEN,
             database=f"sqlite+aiosqlite:///{base / 'kaifang.db'}",
             log_key=base / "log.key",
+            operator_key=base / "operator.key",
+            register_key=base / "register.key",
         )
 
 
@@ -87,9 +103,17 @@ def load_config(path: Path | None) -> NodeConfig:
             config = replace(config, listen=str(node["listen"]))
         if "database" in node:
             config = replace(config, database=_resolve_database(str(node["database"]), base))
+
+        def key_file(name: str) -> Path:
+            key = Path(str(node[name]))
+            return key if key.is_absolute() else base / key
+
         if "log_key" in node:
-            key = Path(str(node["log_key"]))
-            config = replace(config, log_key=key if key.is_absolute() else base / key)
+            config = replace(config, log_key=key_file("log_key"))
+        if "operator_key" in node:
+            config = replace(config, operator_key=key_file("operator_key"))
+        if "register_key" in node:
+            config = replace(config, register_key=key_file("register_key"))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{path}: {e}") from e
     return config

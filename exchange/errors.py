@@ -9,7 +9,9 @@ Every exception the exchange raises on purpose derives from
     ├── SignatureInvalidError       a signature does not verify under the key it names
     ├── SignerError                 the statement lacks a signature the law requires
     ├── RuleViolationError          a legal rule refuses the statement in the current state
-    └── ViewOrderError              a log entry was applied to the views out of order
+    ├── ViewOrderError              a log entry was applied to the views out of order
+    ├── PatentNotFoundError         a query names a patent that is not recorded
+    └── NotHomeError                the subject's home is another exchange
 
 Each carries the offending field (a protobuf field path) and a reason, so
 that the service edge can answer ``INVALID_ARGUMENT`` with a ``BadRequest``
@@ -73,3 +75,17 @@ class RuleViolationError(ExchangeError):
 
 class ViewOrderError(ExchangeError):
     """A log entry was applied to the views out of order (a gap, or applied twice)."""
+
+
+class PatentNotFoundError(ExchangeError):
+    """A query names a patent that is not recorded."""
+
+
+class NotHomeError(ExchangeError):
+    """The statement's subject has its home at another exchange."""
+
+    def __init__(self, home: str, subject: str) -> None:
+        """Name the subject and its home exchange."""
+        super().__init__(f"{subject} has its home at {home}; submit it there")
+        self.home = home
+        self.subject = subject

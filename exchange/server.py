@@ -19,17 +19,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.config import ConfigError, NodeConfig
+from exchange.node import Exchange
+from exchange.rules import REGISTER
+from exchange.service import ExchangeService, add_exchange_service
+from kaifang.exchange.v1 import exchange_pb2
 from kaifang.ledger.v1 import ledger_pb2
 from ledger.db import Database
 from ledger.keys import load_or_create_key_file
 from ledger.note import Signer
 from ledger.service import LedgerService, add_ledger_service
-from ledger.store import LogStore
+from ledger.store import LogStore, Sequencer
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 << 20
 GRACE_S = 5.0
+# Key name of an exchange operator's key (roles are signed "operator:<origin>").
+OPERATOR_KEY_NAME = "operator"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class RunningNode:
     store: LogStore
     signer: Signer
     server: grpc.aio.Server
+    exchange: Exchange
 
 
 @asynccontextmanager
@@ -60,22 +67,36 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
             ]
         )
         add_ledger_service(LedgerService(store), server)
+        # The operator's key grants roles; the register key checks the patent
+        # feed. A local node creates both (a network file will name them).
+        operator = load_or_create_key_file(config.operator_key_file(), OPERATOR_KEY_NAME)
+        register = load_or_create_key_file(config.register_key_file(), REGISTER)
+        exchange = Exchange(
+            db,
+            store,
+            Sequencer(store, signer),
+            register_key=register.public_key,
+            operator_keys={config.origin: operator.public_key},
+        )
+        await exchange.catch_up()
+        add_exchange_service(ExchangeService(exchange), server)
         # grpc-stubs does not know the asyncio health servicer.
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         ledger_name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+        exchange_name = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
         reflection.enable_server_reflection(
-            [ledger_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            [ledger_name, exchange_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
         try:
             port = server.add_insecure_port(config.listen)
         except RuntimeError as e:
             raise ConfigError(f"cannot listen on {config.listen}: {e}") from e
         await server.start()
-        for name in ("", ledger_name):
+        for name in ("", ledger_name, exchange_name):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         try:
-            yield RunningNode(port, store, signer, server)
+            yield RunningNode(port, store, signer, server, exchange)
         finally:
             await health_servicer.enter_graceful_shutdown()
             await server.stop(GRACE_S)
