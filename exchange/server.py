@@ -113,6 +113,6 @@ async def run_node(config: NodeConfig) -> None:
     async with start_node(config) as node:
         host = config.listen.rsplit(":", 1)[0]
         log.info("log %s, verifier key %s", config.origin, node.signer.verifier_key())
-        log.info("serving kaifang.ledger.v1 on %s:%d", host, node.port)
+        log.info("serving kaifang.ledger.v1 and kaifang.exchange.v1 on %s:%d", host, node.port)
         await stop.wait()
         log.info("stopping")
