@@ -47,6 +47,7 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
     SignerError: (grpc.StatusCode.PERMISSION_DENIED, "SIGNATURE_MISSING"),
     RuleViolationError: (grpc.StatusCode.FAILED_PRECONDITION, "RULE_VIOLATION"),
     NotHomeError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_HOME"),
+    PatentNotFoundError: (grpc.StatusCode.NOT_FOUND, "PATENT_NOT_FOUND"),
     ViewOrderError: (grpc.StatusCode.INTERNAL, "VIEWS_OUT_OF_ORDER"),
     ExchangeError: (grpc.StatusCode.INTERNAL, "EXCHANGE_ERROR"),
 }
@@ -54,8 +55,6 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
 
 def status_for(error: ExchangeError) -> status_pb2.Status:
     """Return the ``google.rpc.Status`` for an exchange error."""
-    if isinstance(error, PatentNotFoundError):
-        return build_status(ERROR_DOMAIN, grpc.StatusCode.NOT_FOUND, "PATENT_NOT_FOUND", str(error))
     code, reason = next(STATUS_OF[t] for t in type(error).__mro__ if t in STATUS_OF)
     metadata: dict[str, str] = {}
     extra: list[Message] = []
