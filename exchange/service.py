@@ -8,9 +8,8 @@ where a legal rule refused, the metadata ``legal_basis``.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -85,20 +84,6 @@ async def _abort(context: Any, error: Exception) -> None:
     await abort_with(context, status)
 
 
-def _guarded(
-    method: Callable[[Any, Any, Any], Awaitable[Any]],
-) -> Callable[[Any, Any, Any], Awaitable[Any]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: Any) -> Any:
-        try:
-            return await method(self, request, context)
-        except Exception as e:  # every failure gets a status; none leaks its text
-            await _abort(context, e)
-            raise  # unreachable: abort raises
-
-    return wrapper
-
-
 class ExchangeService:
     """Serves one exchange node."""
 
@@ -106,7 +91,6 @@ class ExchangeService:
         """Admit through ``exchange``."""
         self.exchange = exchange
 
-    @_guarded
     async def SubmitStatement(
         self, request: exchange_pb2.SubmitStatementRequest, context: Any
     ) -> exchange_pb2.SubmitStatementResponse:
@@ -121,7 +105,6 @@ class ExchangeService:
             duplicate=submitted.duplicate,
         )
 
-    @_guarded
     async def GetPatent(
         self, request: exchange_pb2.GetPatentRequest, context: Any
     ) -> exchange_pb2.GetPatentResponse:

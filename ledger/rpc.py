@@ -5,7 +5,8 @@
 - :func:`register_service` registers a servicer so that it receives raw
   request bytes: gRPC's generated registration decodes before the servicer
   runs and answers UNKNOWN for bytes that are not a valid message, where a
-  client mistake deserves INVALID_ARGUMENT.
+  client mistake deserves INVALID_ARGUMENT. It also turns every exception a
+  method raises into a status through the service's ``abort``.
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def register_service(
 def _unary(impl: Any, decode: Callable[[bytes], Any], abort: Abort) -> Any:
     async def handler(data: bytes, context: Any) -> Any:
         try:
-            request = decode(data)
-        except Exception as e:  # the invalid() exception, answered through abort
+            return await impl(decode(data), context)
+        except Exception as e:  # every failure gets a status; none leaks its text
             await abort(context, e)
-        return await impl(request, context)
+            raise  # unreachable: abort raises
 
     return handler
 
@@ -107,10 +108,9 @@ def _unary(impl: Any, decode: Callable[[bytes], Any], abort: Abort) -> Any:
 def _stream(impl: Any, decode: Callable[[bytes], Any], abort: Abort) -> Any:
     async def handler(data: bytes, context: Any) -> AsyncIterator[Any]:
         try:
-            request = decode(data)
-        except Exception as e:  # the invalid() exception, answered through abort
+            async for response in impl(decode(data), context):
+                yield response
+        except Exception as e:  # every failure gets a status; none leaks its text
             await abort(context, e)
-        async for response in impl(request, context):
-            yield response
 
     return handler

@@ -9,9 +9,8 @@ rest — so that clients can act on them without parsing messages.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -101,44 +100,6 @@ async def _abort(context: Any, error: Exception) -> None:
 
 
 T = TypeVar("T")
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-
-def _unary(
-    method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
-    """Abort the call with the mapped status when the method raises."""
-
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-    ) -> Resp:
-        try:
-            return await method(self, request, context)
-        except Exception as e:  # every failure gets a status; none leaks its text
-            await _abort(context, e)
-            raise  # unreachable: abort raises
-
-    return wrapper
-
-
-def _stream(
-    method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
-    """As :func:`_unary`, for server-streaming methods."""
-
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-    ) -> AsyncIterator[Resp]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except Exception as e:  # every failure gets a status; none leaks its text
-            await _abort(context, e)
-
-    return wrapper
 
 
 def _index(value: int, field: str) -> int:
@@ -191,7 +152,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
                     ) from None
             raise
 
-    @_unary
     async def GetCheckpoint(
         self, request: ledger_pb2.GetCheckpointRequest, context: Any
     ) -> ledger_pb2.GetCheckpointResponse:
@@ -202,7 +162,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             checkpoint=cp.note, tree_size=cp.size, root_hash=cp.root_hash
         )
 
-    @_stream
     async def GetEntries(
         self, request: ledger_pb2.GetEntriesRequest, context: Any
     ) -> AsyncIterator[ledger_pb2.GetEntriesResponse]:
@@ -234,7 +193,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         if response.entries:
             yield response
 
-    @_unary
     async def GetInclusionProof(
         self, request: ledger_pb2.GetInclusionProofRequest, context: Any
     ) -> ledger_pb2.GetInclusionProofResponse:
@@ -256,7 +214,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             index=index, tree_size=cp.size, hashes=proof, checkpoint=cp.note
         )
 
-    @_unary
     async def GetConsistencyProof(
         self, request: ledger_pb2.GetConsistencyProofRequest, context: Any
     ) -> ledger_pb2.GetConsistencyProofResponse:
@@ -272,7 +229,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             old_size=old, new_size=cp.size, hashes=proof, checkpoint=cp.note
         )
 
-    @_unary
     async def GetReceipt(
         self, request: ledger_pb2.GetReceiptRequest, context: Any
     ) -> ledger_pb2.GetReceiptResponse:
