@@ -1,20 +1,25 @@
-"""The exchange's I/O shell: admit a signed statement, sequence it, update the views.
+"""The exchange's I/O shell: admit signed statements, sequence them, update the views.
 
 :class:`Exchange` ties the pure admission (:mod:`exchange.admission`) to the
-ledger (:class:`ledger.store.Sequencer`) and the views (:mod:`exchange.views`):
+ledger (:class:`ledger.store.Sequencer`) and the views (:mod:`exchange.views`).
+Submissions wait in a queue; one worker takes everything queued (up to
+:data:`MAX_BATCH`) and, in **one** database transaction holding the log's
+write lock, for each statement in arrival order:
 
-1. dedup: statement bytes already sequenced get their first receipt back;
-2. admission reads the views, then the entry is built with its ``previous``
-   link, appended, and applied to the views;
-3. a statement about a patent or party whose home is another exchange is
-   refused with :class:`NotHomeError` naming the home (the federation issue
-   replaces that with forwarding).
+1. dedup: a statement already sequenced gets its first place back;
+2. admission reads the views *on that transaction*, so it sees what the
+   statements before it in the batch did (a second acceptance of an offer
+   withdrawn earlier in the same batch is refused, as it would be alone);
+3. a statement whose subject's home is another exchange is refused with
+   :class:`NotHomeError` naming the home (the federation issue forwards it);
+4. the entry is built with its ``previous`` link, appended, and applied to
+   the views.
 
-Admission, append and view update run one statement at a time under a lock,
-so that each statement is checked against the state its predecessors left.
-This is correct and simple; batching appends across concurrent submissions
-while keeping that order is the next step. After a crash between append and
-view update, :meth:`Exchange.catch_up` applies what the views missed.
+Then one checkpoint is signed and everything commits together: the views
+never run ahead of or behind the node's own log. A refused statement writes
+nothing (admission raises before any write for it). An unexpected failure
+rolls the whole batch back; its statements are then retried one per
+transaction, so that one poisonous statement cannot fail its neighbours.
 """
 
 from __future__ import annotations
@@ -22,19 +27,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, select
 
+from exchange import metrics
 from exchange.admission import admit
-from exchange.errors import NotHomeError
+from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
 from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
 from exchange.statements import statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
-from ledger.store import LogStore, Sequencer
+from ledger.store import MAX_ENTRY_SIZE as MAX_ENTRY
+from ledger.store import Appender, LogStore, Sequencer
+
+# Statements per transaction: enough to share one commit and one signature
+# widely, small enough that the write lock is held for tens of milliseconds.
+MAX_BATCH = 256
+# Statements one batch request may carry (register feeds, bulk imports).
+MAX_SUBMIT_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,42 @@ class Submitted:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """Where a statement is, decided inside the batch transaction."""
+
+    statement_id: bytes
+    origin: str
+    index: int
+    duplicate: bool
+
+
+@dataclass
+class _Pending:
+    signed: pb.SignedStatement
+    future: asyncio.Future[_Placed]
+    queued_at: float
+
+
+Outcome = Submitted | ExchangeError
+
+
+def outcome_label(error: ExchangeError) -> str:
+    """The ``outcome`` label of a refusal in the admissions metric."""
+    if isinstance(error, RuleViolationError):
+        return error.code
+    return type(error).__name__.removesuffix("Error").upper() or "REFUSED"
+
+
+def kind_label(signed: pb.SignedStatement) -> str:
+    """The ``kind`` label of a statement in the admissions metric ("malformed" if unparsable)."""
+    try:
+        kind = pb.Statement.FromString(signed.statement).WhichOneof("body")
+    except DecodeError:
+        return "malformed"
+    return kind or "malformed"
+
+
 class Exchange:
     """One exchange node's admission path."""
 
@@ -59,6 +110,8 @@ class Exchange:
         register_key: bytes,
         operator_keys: Mapping[str, bytes],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        *,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         """Admit into ``store`` (the node's own log) through ``sequencer``."""
         self.db = db
@@ -68,46 +121,138 @@ class Exchange:
         self._register_key = register_key
         self._operator_keys = dict(operator_keys)
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._worker: asyncio.Task[None] | None = None
+        # Set after every commit that changed the views (watchers wait on it).
+        self.changed = asyncio.Condition()
 
     def world(self, conn: Connection) -> DbWorld:
         """Admission's view of the world on ``conn``."""
         return DbWorld(conn, self._register_key, self._operator_keys)
 
-    async def _sequenced(self, sid: bytes) -> tuple[str, int] | None:
-        query = select(StatementRow.origin, StatementRow.idx).where(StatementRow.id == sid)
-        row = await self.db.read(lambda c: c.execute(query).first())
-        return None if row is None else (str(row[0]), int(row[1]))
-
     async def submit(self, signed: pb.SignedStatement) -> Submitted:
         """Admit and sequence ``signed``; raise an :class:`ExchangeError` if it is refused."""
-        sid = statement_id(signed.statement)
-        async with self._lock:
-            found = await self._sequenced(sid)
-            if found is None:
-                await self._admit_and_sequence(signed)
-                found = await self._sequenced(sid)
-                assert found is not None
-                duplicate = False
-            else:
-                duplicate = True
-        origin, index = found
-        receipt = await self.store.receipt(index) if origin == self.origin else None
-        return Submitted(sid, origin, index, receipt.format() if receipt else "", duplicate)
+        (outcome,) = await self.submit_many([signed])
+        if isinstance(outcome, ExchangeError):
+            raise outcome
+        return outcome
 
-    async def _admit_and_sequence(self, signed: pb.SignedStatement) -> None:
+    async def submit_many(self, signeds: Sequence[pb.SignedStatement]) -> list[Outcome]:
+        """Admit ``signeds`` in order; return each one's receipt or the error that refused it.
+
+        The statements are sequenced in the order given (a later one sees what
+        an earlier one did); a refused one does not stop the others.
+        """
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        pending = [_Pending(s, loop.create_future(), now) for s in signeds]
+        self._queue.extend(pending)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        placed = await asyncio.gather(
+            *(asyncio.shield(p.future) for p in pending), return_exceptions=True
+        )
+        outcomes: list[Outcome] = []
+        for p in placed:
+            if isinstance(p, ExchangeError):
+                outcomes.append(p)
+            elif isinstance(p, BaseException):
+                raise p
+            else:
+                outcomes.append(await self._with_receipt(p))
+        return outcomes
+
+    async def _with_receipt(self, placed: _Placed) -> Submitted:
+        receipt = ""
+        if placed.origin == self.origin:
+            receipt = (await self.store.receipt(placed.index)).format()
+        return Submitted(
+            placed.statement_id, placed.origin, placed.index, receipt, placed.duplicate
+        )
+
+    async def close(self) -> None:
+        """Finish the submissions queued so far."""
+        if self._worker is not None:
+            await asyncio.shield(self._worker)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            try:
+                await self._sequence(batch)
+            except Exception:
+                # One statement broke the transaction for all: try each alone.
+                for item in batch:
+                    try:
+                        await self._sequence([item])
+                    except Exception as e:
+                        if not item.future.done():
+                            item.future.set_exception(e)
+            except BaseException:
+                # Cancelled mid-batch: nobody may be left waiting forever. The
+                # batch may or may not have committed; dedup makes a retry safe.
+                for item in batch + self._queue:
+                    item.future.cancel()
+                self._queue.clear()
+                raise
+
+    async def _sequence(self, batch: Sequence[_Pending]) -> None:
         now = self._clock()
-        admitted = await self.db.read(lambda c: admit(signed, self.world(c), now))
-        home = await self.db.read(lambda c: home_of(c, admitted.patent, admitted.party))
+
+        def work(conn: Connection, appender: Appender) -> list[_Placed | ExchangeError]:
+            world = self.world(conn)
+            results: list[_Placed | ExchangeError] = []
+            for item in batch:
+                try:
+                    results.append(self._place(conn, world, appender, item.signed, now))
+                except ExchangeError as e:
+                    results.append(e)
+            return results
+
+        results, checkpoint = await self.sequencer.sequence_with(work)
+        metrics.LEDGER_SIZE.labels(self.origin).set(checkpoint.size)
+        done = time.perf_counter()
+        admitted = 0
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, ExchangeError):
+                metrics.ADMISSIONS.labels(kind_label(item.signed), outcome_label(result)).inc()
+                item.future.set_exception(result)
+            else:
+                admitted += not result.duplicate
+                metrics.SEQUENCING_SECONDS.observe(done - item.queued_at)
+                item.future.set_result(result)
+        if admitted:
+            metrics.BATCH_SIZE.observe(admitted)
+            async with self.changed:
+                self.changed.notify_all()
+
+    def _place(
+        self,
+        conn: Connection,
+        world: DbWorld,
+        appender: Appender,
+        signed: pb.SignedStatement,
+        now: dt.datetime,
+    ) -> _Placed:
+        """Sequence one statement inside the batch transaction, or raise why not."""
+        sid = statement_id(signed.statement)
+        query = select(StatementRow.origin, StatementRow.idx).where(StatementRow.id == sid)
+        found = conn.execute(query).first()
+        if found is not None:
+            return _Placed(sid, str(found[0]), int(found[1]), duplicate=True)
+        admitted = admit(signed, world, now)
+        home = home_of(conn, admitted.patent, admitted.party)
         if home is not None and home != self.origin:
             raise NotHomeError(home, admitted.patent or admitted.party or "?")
-        entry = await self.db.read(
-            lambda c: build_entry(self.origin, now, signed, admitted, self.world(c))
-        )
-        appended = await self.sequencer.append(entry)
-        await self.db.write(
-            lambda c: apply_entry(c, self.world(c), self.origin, appended.index, entry)
-        )
+        entry = build_entry(self.origin, now, signed, admitted, world)
+        if len(entry) > MAX_ENTRY:
+            raise InvalidFieldError("signed", f"the log entry would be {len(entry)} bytes")
+        (index,) = appender.extend([entry])
+        apply_entry(conn, world, self.origin, index, entry)
+        metrics.ADMISSIONS.labels(admitted.kind, "admitted").inc()
+        return _Placed(sid, self.origin, index, duplicate=False)
 
     def _apply(self, index: int, data: bytes, conn: Connection) -> None:
         apply_entry(conn, self.world(conn), self.origin, index, data)

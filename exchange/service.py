@@ -28,7 +28,7 @@ from exchange.errors import (
     ViewOrderError,
 )
 from exchange.identifiers import parse_application_number
-from exchange.node import Exchange, home_of
+from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted, home_of
 from exchange.rules import PatentState
 from kaifang.exchange.v1 import exchange_pb2
 from ledger.errors import LedgerError
@@ -96,13 +96,23 @@ class ExchangeService:
     ) -> exchange_pb2.SubmitStatementResponse:
         if not request.HasField("signed"):
             raise InvalidFieldError("signed", "is required")
-        submitted = await self.exchange.submit(request.signed)
-        return exchange_pb2.SubmitStatementResponse(
-            statement_id=submitted.statement_id,
-            origin=submitted.origin,
-            index=submitted.index,
-            receipt=submitted.receipt,
-            duplicate=submitted.duplicate,
+        return _submitted(await self.exchange.submit(request.signed))
+
+    async def SubmitStatements(
+        self, request: exchange_pb2.SubmitStatementsRequest, context: Any
+    ) -> exchange_pb2.SubmitStatementsResponse:
+        if len(request.signed) > MAX_SUBMIT_BATCH:
+            raise InvalidFieldError(
+                "signed", f"{len(request.signed)} statements; at most {MAX_SUBMIT_BATCH} per call"
+            )
+        outcomes = await self.exchange.submit_many(request.signed)
+        return exchange_pb2.SubmitStatementsResponse(
+            outcomes=[
+                exchange_pb2.SubmitOutcome(status=status_for(o).SerializeToString())
+                if isinstance(o, ExchangeError)
+                else exchange_pb2.SubmitOutcome(submitted=_submitted(o))
+                for o in outcomes
+            ]
         )
 
     async def GetPatent(
@@ -126,6 +136,16 @@ class ExchangeService:
             pledgee=state.pledge.pledgee if state.pledge else "",
             home=home or "",
         )
+
+
+def _submitted(submitted: Submitted) -> exchange_pb2.SubmitStatementResponse:
+    return exchange_pb2.SubmitStatementResponse(
+        statement_id=submitted.statement_id,
+        origin=submitted.origin,
+        index=submitted.index,
+        receipt=submitted.receipt,
+        duplicate=submitted.duplicate,
+    )
 
 
 def add_exchange_service(servicer: ExchangeService, server: grpc.aio.Server) -> None:

@@ -75,6 +75,7 @@ _LOOKUP_CHUNK = 2000
 
 Clock = Callable[[], datetime]
 K = TypeVar("K")
+T = TypeVar("T")
 V = TypeVar("V")
 
 
@@ -290,40 +291,41 @@ class LogStore:
         log) and the checkpoint. Raises :class:`EntryTooLargeError` before
         writing anything if an entry exceeds :data:`MAX_ENTRY_SIZE`.
         """
+        check_entry_sizes(datas)
+        return await self.sequence_with(
+            lambda _conn, appender: appender.extend(datas), signer, clock=clock
+        )
+
+    async def sequence_with(
+        self,
+        work: Callable[[Connection, Appender], T],
+        signer: Signer,
+        *,
+        clock: Clock = utc_now,
+    ) -> tuple[T, SignedCheckpoint]:
+        """Run ``work`` in the log's write transaction; sign one checkpoint over what it appended.
+
+        ``work`` appends through the :class:`Appender` it is given and may write
+        other tables on the same connection: everything commits together with
+        the entries and their checkpoint, or nothing does (if ``work`` raises).
+        This is how a caller keeps state derived from the log in step with it.
+        """
         if signer.verifier_key() != self.vkey:
             # A key file lost and recreated must not start signing for the log.
             raise KeyMismatchError(
                 f"the signing key {signer.verifier_key()} is not the key of log "
                 f"{self.origin} ({self.vkey})"
             )
-        check_entry_sizes(datas)
-        indices, checkpoint, border = await self.db.write(
-            lambda conn: self._sequence(conn, datas, signer, clock)
-        )
-        self._border = border
-        return indices, checkpoint
 
-    def _sequence(
-        self, conn: Connection, datas: Sequence[bytes], signer: Signer, clock: Clock
-    ) -> tuple[list[int], SignedCheckpoint, CompactRange]:
-        hashes = [leaf_hash(d) for d in datas]
-        self._lock(conn)
-        border = self._load_border(conn, self._size(conn))
-        known = self._lookup(conn, hashes)
-        rows: list[tuple[int, int, bytes, bytes, bytes]] = []
-        indices: list[int] = []
-        log_id = self.log_id
-        for data, h in zip(datas, hashes, strict=True):
-            index = known.get(h)
-            if index is None:
-                index = border.size
-                completed = border.append(h)
-                rows.append((log_id, index, h, b"".join(completed[1:]), data))
-                known[h] = index
-            indices.append(index)
-        if rows:
-            conn.exec_driver_sql(_INSERT_ENTRIES.format(self.db.placeholders(5)), rows)
-        return indices, self._checkpoint_for(conn, border, signer, clock), border
+        def run(conn: Connection) -> tuple[T, SignedCheckpoint, CompactRange]:
+            appender = Appender(self, conn)
+            result = work(conn, appender)
+            checkpoint = appender.finish(signer, clock)
+            return result, checkpoint, appender.border
+
+        result, checkpoint, border = await self.db.write(run)
+        self._border = border
+        return result, checkpoint
 
     def _lock(self, conn: Connection) -> None:
         # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
@@ -693,6 +695,58 @@ def _insert_ignore(
     return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
 
 
+class Appender:
+    """Appends to one log inside a write transaction of :meth:`LogStore.sequence_with`.
+
+    Creating it takes the log's write lock and loads the tree's right border;
+    :meth:`extend` assigns indices (dedup by leaf hash, against the log and
+    within the transaction) and extends the border in memory; :meth:`finish`
+    writes the new rows and signs the checkpoint at the new size.
+    """
+
+    def __init__(self, store: LogStore, conn: Connection) -> None:
+        """Lock ``store``'s log on ``conn`` and start from its current size."""
+        self._store = store
+        self._conn = conn
+        store._lock(conn)
+        self.border = store._load_border(conn, store._size(conn))
+        self._rows: list[tuple[int, int, bytes, bytes, bytes]] = []
+        self._known: dict[bytes, int] = {}
+
+    @property
+    def size(self) -> int:
+        """The log's size including what was appended so far: the next entry's index."""
+        return self.border.size
+
+    def extend(self, datas: Sequence[bytes]) -> list[int]:
+        """Append ``datas``; return each one's index (its first index if already held)."""
+        check_entry_sizes(datas)
+        hashes = [leaf_hash(d) for d in datas]
+        new = [h for h in hashes if h not in self._known]
+        if new:
+            self._known.update(self._store._lookup(self._conn, new))
+        indices: list[int] = []
+        log_id = self._store.log_id
+        for data, h in zip(datas, hashes, strict=True):
+            index = self._known.get(h)
+            if index is None:
+                index = self.border.size
+                completed = self.border.append(h)
+                self._rows.append((log_id, index, h, b"".join(completed[1:]), data))
+                self._known[h] = index
+            indices.append(index)
+        return indices
+
+    def finish(self, signer: Signer, clock: Clock) -> SignedCheckpoint:
+        """Write the appended rows and return the checkpoint at the new size, signed if new."""
+        store = self._store
+        if self._rows:
+            sql = _INSERT_ENTRIES.format(store.db.placeholders(5))
+            self._conn.exec_driver_sql(sql, self._rows)
+            self._rows = []
+        return store._checkpoint_for(self._conn, self.border, signer, clock)
+
+
 class Sequencer:
     """Batches one process's concurrent appends to a log into shared transactions.
 
@@ -730,6 +784,13 @@ class Sequencer:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
         return await asyncio.shield(future)
+
+    async def sequence_with(
+        self, work: Callable[[Connection, Appender], T]
+    ) -> tuple[T, SignedCheckpoint]:
+        """Run :meth:`LogStore.sequence_with` between this sequencer's own batches."""
+        async with self._write:
+            return await self.store.sequence_with(work, self.signer, clock=self.clock)
 
     async def append_batch(self, datas: Sequence[bytes]) -> tuple[list[int], SignedCheckpoint]:
         """Append many entries, :data:`BULK_CHUNK` per transaction.

@@ -22,24 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kaifang.exchange.v1 import statements_pb2 as kaifang_dot_exchange_dot_v1_dot_statements__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kaifang/exchange/v1/exchange.proto\x12\x13kaifang.exchange.v1\x1a$kaifang/exchange/v1/statements.proto\"N\n\x16SubmitStatementRequest\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32$.kaifang.exchange.v1.SignedStatement\"r\n\x17SubmitStatementResponse\x12\x14\n\x0cstatement_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0f\n\x07receipt\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\".\n\x10GetPatentRequest\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\"\xc1\x01\n\x11GetPatentResponse\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\x12\x0e\n\x06owners\x18\x02 \x03(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.kaifang.exchange.v1.PatentStatus\x12\x17\n\x0f\x61\x63tive_offer_id\x18\x04 \x01(\x0c\x12\x15\n\rlicence_count\x18\x05 \x01(\r\x12\x0f\n\x07pledgee\x18\x06 \x01(\t\x12\x0c\n\x04home\x18\x07 \x01(\t2\xdb\x01\n\x0f\x45xchangeService\x12l\n\x0fSubmitStatement\x12+.kaifang.exchange.v1.SubmitStatementRequest\x1a,.kaifang.exchange.v1.SubmitStatementResponse\x12Z\n\tGetPatent\x12%.kaifang.exchange.v1.GetPatentRequest\x1a&.kaifang.exchange.v1.GetPatentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kaifang/exchange/v1/exchange.proto\x12\x13kaifang.exchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$kaifang/exchange/v1/statements.proto\"N\n\x16SubmitStatementRequest\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32$.kaifang.exchange.v1.SignedStatement\"r\n\x17SubmitStatementResponse\x12\x14\n\x0cstatement_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0f\n\x07receipt\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"O\n\x17SubmitStatementsRequest\x12\x34\n\x06signed\x18\x01 \x03(\x0b\x32$.kaifang.exchange.v1.SignedStatement\"P\n\x18SubmitStatementsResponse\x12\x34\n\x08outcomes\x18\x01 \x03(\x0b\x32\".kaifang.exchange.v1.SubmitOutcome\"n\n\rSubmitOutcome\x12\x41\n\tsubmitted\x18\x01 \x01(\x0b\x32,.kaifang.exchange.v1.SubmitStatementResponseH\x00\x12\x10\n\x06status\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06result\".\n\x10GetPatentRequest\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\"\x98\x04\n\x11GetPatentResponse\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\x12\x0e\n\x06owners\x18\x02 \x03(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.kaifang.exchange.v1.PatentStatus\x12\x17\n\x0f\x61\x63tive_offer_id\x18\x04 \x01(\x0c\x12\x15\n\rlicence_count\x18\x05 \x01(\r\x12\x0f\n\x07pledgee\x18\x06 \x01(\t\x12\x0c\n\x04home\x18\x07 \x01(\t\x12\r\n\x05title\x18\x08 \x01(\t\x12\x0b\n\x03ipc\x18\t \x03(\t\x12\x0e\n\x06region\x18\n \x01(\t\x12.\n\x0b\x65xpiry_date\x18\x0b \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x32\n\x0f\x66\x65\x65s_paid_until\x18\x0c \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x36\n\x0bsuspensions\x18\r \x03(\x0e\x32!.kaifang.exchange.v1.StatusChange\x12.\n\x08licences\x18\x0e \x03(\x0b\x32\x1c.kaifang.exchange.v1.Licence\x12+\n\x06pledge\x18\x0f \x01(\x0b\x32\x1b.kaifang.exchange.v1.Pledge\x12\x30\n\x0c\x61\x63tive_offer\x18\x10 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Offer\"\xd0\x03\n\x05Offer\x12\x10\n\x08offer_id\x18\x01 \x01(\x0c\x12\x1a\n\x12\x61pplication_number\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03ipc\x18\x04 \x03(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x30\n\x05terms\x18\x06 \x01(\x0b\x32!.kaifang.exchange.v1.RoyaltyTerms\x12\x32\n\x06method\x18\x07 \x01(\x0e\x32\".kaifang.exchange.v1.RoyaltyMethod\x12/\n\x0bupfront_fee\x18\x08 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Money\x12\x1b\n\x13licence_term_months\x18\t \x01(\r\x12\x30\n\x06status\x18\n \x01(\x0e\x32 .kaifang.exchange.v1.OfferStatus\x12\x11\n\tpatentees\x18\x0b \x03(\t\x12\x13\n\x0b\x61\x63\x63\x65ptances\x18\x0c \x01(\r\x12\x0e\n\x06origin\x18\r \x01(\t\x12\r\n\x05index\x18\x0e \x01(\x04\x12\x30\n\x0cpublished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x10 \x01(\x04\"\xa9\x03\n\x07Licence\x12\x12\n\nlicense_id\x18\x01 \x01(\x0c\x12\x1a\n\x12\x61pplication_number\x18\x02 \x01(\t\x12\x10\n\x08licensee\x18\x03 \x01(\t\x12\x11\n\tlicensors\x18\x04 \x03(\t\x12.\n\x04type\x18\x05 \x01(\x0e\x32 .kaifang.exchange.v1.LicenseType\x12-\n\nstart_date\x18\x06 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12+\n\x08\x65nd_date\x18\x07 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x30\n\x05terms\x18\x08 \x01(\x0b\x32!.kaifang.exchange.v1.RoyaltyTerms\x12\x10\n\x08offer_id\x18\t \x01(\x0c\x12/\n\x0crecordal_due\x18\n \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x10\n\x08recorded\x18\x0b \x01(\x08\x12\x17\n\x0frecordal_number\x18\x0c \x01(\t\x12\x0e\n\x06origin\x18\r \x01(\t\x12\r\n\x05index\x18\x0e \x01(\x04\"\xef\x01\n\x06Pledge\x12\x11\n\tpledge_id\x18\x01 \x01(\x0c\x12\x10\n\x08pledgors\x18\x02 \x03(\t\x12\x0f\n\x07pledgee\x18\x03 \x01(\t\x12\x32\n\x0esecured_amount\x18\x04 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Money\x12-\n\ndebt_start\x18\x05 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12+\n\x08\x64\x65\x62t_end\x18\x06 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x10\n\x08released\x18\x07 \x01(\x08\x12\r\n\x05index\x18\x08 \x01(\x04\"#\n\x0fGetOfferRequest\x12\x10\n\x08offer_id\x18\x01 \x01(\x0c\"=\n\x10GetOfferResponse\x12)\n\x05offer\x18\x01 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Offer\"\x8c\x02\n\x13SearchOffersRequest\x12\x12\n\nipc_prefix\x18\x01 \x01(\t\x12\x0f\n\x07keyword\x18\x02 \x01(\t\x12\x32\n\x06method\x18\x03 \x01(\x0e\x32\".kaifang.exchange.v1.RoyaltyMethod\x12\x33\n\x0fmax_upfront_fee\x18\x04 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Money\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x30\n\x06status\x18\x06 \x01(\x0e\x32 .kaifang.exchange.v1.OfferStatus\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"[\n\x14SearchOffersResponse\x12*\n\x06offers\x18\x01 \x03(\x0b\x32\x1a.kaifang.exchange.v1.Offer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"R\n\x12WatchOffersRequest\x12\x14\n\x0cipc_prefixes\x18\x01 \x03(\t\x12\x10\n\x08keywords\x18\x02 \x03(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x04\"@\n\x13WatchOffersResponse\x12)\n\x05offer\x18\x01 \x01(\x0b\x32\x1a.kaifang.exchange.v1.Offer\"j\n\x13ListLicencesRequest\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\x12\x10\n\x08licensee\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListLicencesResponse\x12.\n\x08licences\x18\x01 \x03(\x0b\x32\x1c.kaifang.exchange.v1.Licence\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x16GetCreditRecordRequest\x12\x10\n\x08party_id\x18\x01 \x01(\t\"\x95\x02\n\x0b\x43reditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x0c\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.kaifang.exchange.v1.CreditEventKind\x12\x12\n\nsupervisor\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12.\n\x0boccurred_on\x18\x05 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12\x35\n\x08\x65vidence\x18\x06 \x03(\x0b\x32#.kaifang.exchange.v1.EntryReference\x12\x10\n\x08repaired\x18\x07 \x01(\x08\x12\x13\n\x0brepaired_by\x18\x08 \x01(\t\x12\r\n\x05index\x18\t \x01(\x04\"\x80\x01\n\x17GetCreditRecordResponse\x12\x10\n\x08party_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\x06\x65vents\x18\x03 \x03(\x0b\x32 .kaifang.exchange.v1.CreditEvent\x12\x13\n\x0boutstanding\x18\x04 \x01(\r\"A\n\x11GetHistoryRequest\x12\x1a\n\x12\x61pplication_number\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\";\n\x0cHistoryEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x03(\x0c\"l\n\x12GetHistoryResponse\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.kaifang.exchange.v1.HistoryEntry\"p\n\x14GetStatisticsRequest\x12,\n\tfrom_date\x18\x01 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\x12*\n\x07to_date\x18\x02 \x01(\x0b\x32\x19.kaifang.exchange.v1.Date\"\x8d\x01\n\rStatisticsRow\x12\r\n\x05month\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x13\n\x0bipc_section\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12+\n\x07pledged\x18\x06 \x03(\x0b\x32\x1a.kaifang.exchange.v1.Money\"I\n\x15GetStatisticsResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".kaifang.exchange.v1.StatisticsRow*x\n\x0bOfferStatus\x12\x1c\n\x18OFFER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13OFFER_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16OFFER_STATUS_WITHDRAWN\x10\x02\x12\x16\n\x12OFFER_STATUS_ENDED\x10\x03*\xcb\x01\n\rRoyaltyMethod\x12\x1e\n\x1aROYALTY_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17ROYALTY_METHOD_LUMP_SUM\x10\x01\x12\x1e\n\x1aROYALTY_METHOD_INSTALMENTS\x10\x02\x12\x1a\n\x16ROYALTY_METHOD_RUNNING\x10\x03\x12(\n$ROYALTY_METHOD_ENTRY_FEE_AND_ROYALTY\x10\x04\x12\x17\n\x13ROYALTY_METHOD_FREE\x10\x05\x32\x88\x08\n\x0f\x45xchangeService\x12l\n\x0fSubmitStatement\x12+.kaifang.exchange.v1.SubmitStatementRequest\x1a,.kaifang.exchange.v1.SubmitStatementResponse\x12o\n\x10SubmitStatements\x12,.kaifang.exchange.v1.SubmitStatementsRequest\x1a-.kaifang.exchange.v1.SubmitStatementsResponse\x12Z\n\tGetPatent\x12%.kaifang.exchange.v1.GetPatentRequest\x1a&.kaifang.exchange.v1.GetPatentResponse\x12W\n\x08GetOffer\x12$.kaifang.exchange.v1.GetOfferRequest\x1a%.kaifang.exchange.v1.GetOfferResponse\x12\x63\n\x0cSearchOffers\x12(.kaifang.exchange.v1.SearchOffersRequest\x1a).kaifang.exchange.v1.SearchOffersResponse\x12\x62\n\x0bWatchOffers\x12\'.kaifang.exchange.v1.WatchOffersRequest\x1a(.kaifang.exchange.v1.WatchOffersResponse0\x01\x12\x63\n\x0cListLicences\x12(.kaifang.exchange.v1.ListLicencesRequest\x1a).kaifang.exchange.v1.ListLicencesResponse\x12l\n\x0fGetCreditRecord\x12+.kaifang.exchange.v1.GetCreditRecordRequest\x1a,.kaifang.exchange.v1.GetCreditRecordResponse\x12]\n\nGetHistory\x12&.kaifang.exchange.v1.GetHistoryRequest\x1a\'.kaifang.exchange.v1.GetHistoryResponse\x12\x66\n\rGetStatistics\x12).kaifang.exchange.v1.GetStatisticsRequest\x1a*.kaifang.exchange.v1.GetStatisticsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kaifang.exchange.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITSTATEMENTREQUEST']._serialized_start=97
-  _globals['_SUBMITSTATEMENTREQUEST']._serialized_end=175
-  _globals['_SUBMITSTATEMENTRESPONSE']._serialized_start=177
-  _globals['_SUBMITSTATEMENTRESPONSE']._serialized_end=291
-  _globals['_GETPATENTREQUEST']._serialized_start=293
-  _globals['_GETPATENTREQUEST']._serialized_end=339
-  _globals['_GETPATENTRESPONSE']._serialized_start=342
-  _globals['_GETPATENTRESPONSE']._serialized_end=535
-  _globals['_EXCHANGESERVICE']._serialized_start=538
-  _globals['_EXCHANGESERVICE']._serialized_end=757
+  _globals['_OFFERSTATUS']._serialized_start=4170
+  _globals['_OFFERSTATUS']._serialized_end=4290
+  _globals['_ROYALTYMETHOD']._serialized_start=4293
+  _globals['_ROYALTYMETHOD']._serialized_end=4496
+  _globals['_SUBMITSTATEMENTREQUEST']._serialized_start=130
+  _globals['_SUBMITSTATEMENTREQUEST']._serialized_end=208
+  _globals['_SUBMITSTATEMENTRESPONSE']._serialized_start=210
+  _globals['_SUBMITSTATEMENTRESPONSE']._serialized_end=324
+  _globals['_SUBMITSTATEMENTSREQUEST']._serialized_start=326
+  _globals['_SUBMITSTATEMENTSREQUEST']._serialized_end=405
+  _globals['_SUBMITSTATEMENTSRESPONSE']._serialized_start=407
+  _globals['_SUBMITSTATEMENTSRESPONSE']._serialized_end=487
+  _globals['_SUBMITOUTCOME']._serialized_start=489
+  _globals['_SUBMITOUTCOME']._serialized_end=599
+  _globals['_GETPATENTREQUEST']._serialized_start=601
+  _globals['_GETPATENTREQUEST']._serialized_end=647
+  _globals['_GETPATENTRESPONSE']._serialized_start=650
+  _globals['_GETPATENTRESPONSE']._serialized_end=1186
+  _globals['_OFFER']._serialized_start=1189
+  _globals['_OFFER']._serialized_end=1653
+  _globals['_LICENCE']._serialized_start=1656
+  _globals['_LICENCE']._serialized_end=2081
+  _globals['_PLEDGE']._serialized_start=2084
+  _globals['_PLEDGE']._serialized_end=2323
+  _globals['_GETOFFERREQUEST']._serialized_start=2325
+  _globals['_GETOFFERREQUEST']._serialized_end=2360
+  _globals['_GETOFFERRESPONSE']._serialized_start=2362
+  _globals['_GETOFFERRESPONSE']._serialized_end=2423
+  _globals['_SEARCHOFFERSREQUEST']._serialized_start=2426
+  _globals['_SEARCHOFFERSREQUEST']._serialized_end=2694
+  _globals['_SEARCHOFFERSRESPONSE']._serialized_start=2696
+  _globals['_SEARCHOFFERSRESPONSE']._serialized_end=2787
+  _globals['_WATCHOFFERSREQUEST']._serialized_start=2789
+  _globals['_WATCHOFFERSREQUEST']._serialized_end=2871
+  _globals['_WATCHOFFERSRESPONSE']._serialized_start=2873
+  _globals['_WATCHOFFERSRESPONSE']._serialized_end=2937
+  _globals['_LISTLICENCESREQUEST']._serialized_start=2939
+  _globals['_LISTLICENCESREQUEST']._serialized_end=3045
+  _globals['_LISTLICENCESRESPONSE']._serialized_start=3047
+  _globals['_LISTLICENCESRESPONSE']._serialized_end=3142
+  _globals['_GETCREDITRECORDREQUEST']._serialized_start=3144
+  _globals['_GETCREDITRECORDREQUEST']._serialized_end=3186
+  _globals['_CREDITEVENT']._serialized_start=3189
+  _globals['_CREDITEVENT']._serialized_end=3466
+  _globals['_GETCREDITRECORDRESPONSE']._serialized_start=3469
+  _globals['_GETCREDITRECORDRESPONSE']._serialized_end=3597
+  _globals['_GETHISTORYREQUEST']._serialized_start=3599
+  _globals['_GETHISTORYREQUEST']._serialized_end=3664
+  _globals['_HISTORYENTRY']._serialized_start=3666
+  _globals['_HISTORYENTRY']._serialized_end=3725
+  _globals['_GETHISTORYRESPONSE']._serialized_start=3727
+  _globals['_GETHISTORYRESPONSE']._serialized_end=3835
+  _globals['_GETSTATISTICSREQUEST']._serialized_start=3837
+  _globals['_GETSTATISTICSREQUEST']._serialized_end=3949
+  _globals['_STATISTICSROW']._serialized_start=3952
+  _globals['_STATISTICSROW']._serialized_end=4093
+  _globals['_GETSTATISTICSRESPONSE']._serialized_start=4095
+  _globals['_GETSTATISTICSRESPONSE']._serialized_end=4168
+  _globals['_EXCHANGESERVICE']._serialized_start=4499
+  _globals['_EXCHANGESERVICE']._serialized_end=5531
 # @@protoc_insertion_point(module_scope)

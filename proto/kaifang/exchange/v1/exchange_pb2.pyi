@@ -13,7 +13,9 @@ the provision that refused it. A rejected statement writes nothing.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from kaifang.exchange.v1 import statements_pb2 as _statements_pb2
 import builtins as _builtins
 import sys
@@ -25,6 +27,74 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OfferStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OfferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OfferStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OFFER_STATUS_UNSPECIFIED: _OfferStatus.ValueType  # 0
+    """Not set; as a search filter: any status."""
+    OFFER_STATUS_ACTIVE: _OfferStatus.ValueType  # 1
+    """Published and in force: anyone may accept it on its terms."""
+    OFFER_STATUS_WITHDRAWN: _OfferStatus.ValueType  # 2
+    """Withdrawn by the patentee (licences already granted stand)."""
+    OFFER_STATUS_ENDED: _OfferStatus.ValueType  # 3
+    """Ended without a withdrawal: the right lapsed, expired, was invalidated
+    or transferred, or a new declaration replaced it.
+    """
+
+class OfferStatus(_OfferStatus, metaclass=_OfferStatusEnumTypeWrapper):
+    """Whether an offer can still be accepted."""
+
+OFFER_STATUS_UNSPECIFIED: OfferStatus.ValueType  # 0
+"""Not set; as a search filter: any status."""
+OFFER_STATUS_ACTIVE: OfferStatus.ValueType  # 1
+"""Published and in force: anyone may accept it on its terms."""
+OFFER_STATUS_WITHDRAWN: OfferStatus.ValueType  # 2
+"""Withdrawn by the patentee (licences already granted stand)."""
+OFFER_STATUS_ENDED: OfferStatus.ValueType  # 3
+"""Ended without a withdrawal: the right lapsed, expired, was invalidated
+or transferred, or a new declaration replaced it.
+"""
+Global___OfferStatus: _TypeAlias = OfferStatus  # noqa: Y015
+
+class _RoyaltyMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RoyaltyMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoyaltyMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROYALTY_METHOD_UNSPECIFIED: _RoyaltyMethod.ValueType  # 0
+    """Not set; as a search filter: any method."""
+    ROYALTY_METHOD_LUMP_SUM: _RoyaltyMethod.ValueType  # 1
+    """One payment up front."""
+    ROYALTY_METHOD_INSTALMENTS: _RoyaltyMethod.ValueType  # 2
+    """Fixed payments on a schedule."""
+    ROYALTY_METHOD_RUNNING: _RoyaltyMethod.ValueType  # 3
+    """A share of sales or profit, or an amount per unit."""
+    ROYALTY_METHOD_ENTRY_FEE_AND_ROYALTY: _RoyaltyMethod.ValueType  # 4
+    """An entry fee plus a running royalty."""
+    ROYALTY_METHOD_FREE: _RoyaltyMethod.ValueType  # 5
+    """No royalty."""
+
+class RoyaltyMethod(_RoyaltyMethod, metaclass=_RoyaltyMethodEnumTypeWrapper):
+    """How an offer's royalty is paid (the RoyaltyTerms variant)."""
+
+ROYALTY_METHOD_UNSPECIFIED: RoyaltyMethod.ValueType  # 0
+"""Not set; as a search filter: any method."""
+ROYALTY_METHOD_LUMP_SUM: RoyaltyMethod.ValueType  # 1
+"""One payment up front."""
+ROYALTY_METHOD_INSTALMENTS: RoyaltyMethod.ValueType  # 2
+"""Fixed payments on a schedule."""
+ROYALTY_METHOD_RUNNING: RoyaltyMethod.ValueType  # 3
+"""A share of sales or profit, or an amount per unit."""
+ROYALTY_METHOD_ENTRY_FEE_AND_ROYALTY: RoyaltyMethod.ValueType  # 4
+"""An entry fee plus a running royalty."""
+ROYALTY_METHOD_FREE: RoyaltyMethod.ValueType  # 5
+"""No royalty."""
+Global___RoyaltyMethod: _TypeAlias = RoyaltyMethod  # noqa: Y015
 
 @_typing.final
 class SubmitStatementRequest(_message.Message):
@@ -93,6 +163,87 @@ class SubmitStatementResponse(_message.Message):
 Global___SubmitStatementResponse: _TypeAlias = SubmitStatementResponse  # noqa: Y015
 
 @_typing.final
+class SubmitStatementsRequest(_message.Message):
+    """Statements to admit, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.SignedStatement]:
+        """The signed statements, at most 1,000; sequenced in this order."""
+
+    def __init__(
+        self,
+        *,
+        signed: _abc.Iterable[_statements_pb2.SignedStatement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitStatementsRequest: _TypeAlias = SubmitStatementsRequest  # noqa: Y015
+
+@_typing.final
+class SubmitStatementsResponse(_message.Message):
+    """One outcome per submitted statement, in the order submitted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitOutcome]:
+        """outcomes[i] is the outcome of signed[i]."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___SubmitOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitStatementsResponse: _TypeAlias = SubmitStatementsResponse  # noqa: Y015
+
+@_typing.final
+class SubmitOutcome(_message.Message):
+    """What became of one statement of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMITTED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.bytes
+    """The refusal exactly as SubmitStatement would have returned it: a
+    serialized google.rpc.Status (code, message, ErrorInfo / BadRequest
+    details). Nothing was written for it.
+    """
+    @_builtins.property
+    def submitted(self) -> Global___SubmitStatementResponse:
+        """Where it was sequenced (or had been, for a duplicate), with its receipt."""
+
+    def __init__(
+        self,
+        *,
+        submitted: Global___SubmitStatementResponse | None = ...,
+        status: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "status", b"status", "submitted", b"submitted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "status", b"status", "submitted", b"submitted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["submitted", "status"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitOutcome: _TypeAlias = SubmitOutcome  # noqa: Y015
+
+@_typing.final
 class GetPatentRequest(_message.Message):
     """Which patent."""
 
@@ -127,6 +278,15 @@ class GetPatentResponse(_message.Message):
     LICENCE_COUNT_FIELD_NUMBER: _builtins.int
     PLEDGEE_FIELD_NUMBER: _builtins.int
     HOME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    IPC_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    EXPIRY_DATE_FIELD_NUMBER: _builtins.int
+    FEES_PAID_UNTIL_FIELD_NUMBER: _builtins.int
+    SUSPENSIONS_FIELD_NUMBER: _builtins.int
+    LICENCES_FIELD_NUMBER: _builtins.int
+    PLEDGE_FIELD_NUMBER: _builtins.int
+    ACTIVE_OFFER_FIELD_NUMBER: _builtins.int
     application_number: _builtins.str
     """Canonical application number."""
     status: _statements_pb2.PatentStatus.ValueType
@@ -139,9 +299,41 @@ class GetPatentResponse(_message.Message):
     """Party id of the pledgee if the patent is pledged; empty otherwise."""
     home: _builtins.str
     """Origin of the patent's home exchange."""
+    title: _builtins.str
+    """Title as recorded by the register."""
+    region: _builtins.str
+    """GB/T 2260 division code of the patent's region (6 digits)."""
     @_builtins.property
     def owners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Party ids of the registered owners."""
+
+    @_builtins.property
+    def ipc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """IPC symbols, the main classification first."""
+
+    @_builtins.property
+    def expiry_date(self) -> _statements_pb2.Date:
+        """Date the patent's term ends (China time)."""
+
+    @_builtins.property
+    def fees_paid_until(self) -> _statements_pb2.Date:
+        """Date up to which annual fees are paid; absent if unknown."""
+
+    @_builtins.property
+    def suspensions(self) -> _containers.RepeatedScalarFieldContainer[_statements_pb2.StatusChange.ValueType]:
+        """Suspensions in force (ownership dispute, court preservation); empty if none."""
+
+    @_builtins.property
+    def licences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Licence]:
+        """The licences of the patent in force or recorded, oldest first."""
+
+    @_builtins.property
+    def pledge(self) -> Global___Pledge:
+        """The pledge registered on the patent, if any."""
+
+    @_builtins.property
+    def active_offer(self) -> Global___Offer:
+        """The active open-licence offer, if any."""
 
     def __init__(
         self,
@@ -153,11 +345,822 @@ class GetPatentResponse(_message.Message):
         licence_count: _builtins.int = ...,
         pledgee: _builtins.str = ...,
         home: _builtins.str = ...,
+        title: _builtins.str = ...,
+        ipc: _abc.Iterable[_builtins.str] | None = ...,
+        region: _builtins.str = ...,
+        expiry_date: _statements_pb2.Date | None = ...,
+        fees_paid_until: _statements_pb2.Date | None = ...,
+        suspensions: _abc.Iterable[_statements_pb2.StatusChange.ValueType] | None = ...,
+        licences: _abc.Iterable[Global___Licence] | None = ...,
+        pledge: Global___Pledge | None = ...,
+        active_offer: Global___Offer | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_offer", b"active_offer", "expiry_date", b"expiry_date", "fees_paid_until", b"fees_paid_until", "pledge", b"pledge"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_offer_id", b"active_offer_id", "application_number", b"application_number", "home", b"home", "licence_count", b"licence_count", "owners", b"owners", "pledgee", b"pledgee", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_offer", b"active_offer", "active_offer_id", b"active_offer_id", "application_number", b"application_number", "expiry_date", b"expiry_date", "fees_paid_until", b"fees_paid_until", "home", b"home", "ipc", b"ipc", "licence_count", b"licence_count", "licences", b"licences", "owners", b"owners", "pledge", b"pledge", "pledgee", b"pledgee", "region", b"region", "status", b"status", "suspensions", b"suspensions", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPatentResponse: _TypeAlias = GetPatentResponse  # noqa: Y015
+
+@_typing.final
+class Offer(_message.Message):
+    """An open-licence offer as the views hold it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    IPC_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    UPFRONT_FEE_FIELD_NUMBER: _builtins.int
+    LICENCE_TERM_MONTHS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PATENTEES_FIELD_NUMBER: _builtins.int
+    ACCEPTANCES_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    offer_id: _builtins.bytes
+    """Statement id of the OfferPublished statement (32 bytes)."""
+    application_number: _builtins.str
+    """Application number of the patent offered."""
+    title: _builtins.str
+    """The patent's title."""
+    region: _builtins.str
+    """GB/T 2260 division code of the patent's region."""
+    method: Global___RoyaltyMethod.ValueType
+    """How the royalty is paid (derived from terms)."""
+    licence_term_months: _builtins.int
+    """Length of each licence granted under the offer, in months."""
+    status: Global___OfferStatus.ValueType
+    """Whether it can still be accepted."""
+    acceptances: _builtins.int
+    """Licences granted under it so far."""
+    origin: _builtins.str
+    """Origin of the log that sequenced it (the patent's home exchange)."""
+    index: _builtins.int
+    """Index of its entry in that log."""
+    cursor: _builtins.int
+    """This node's watch cursor for the offer: resume WatchOffers after it."""
+    @_builtins.property
+    def ipc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The patent's IPC symbols, the main classification first."""
+
+    @_builtins.property
+    def terms(self) -> _statements_pb2.RoyaltyTerms:
+        """The published royalty terms."""
+
+    @_builtins.property
+    def upfront_fee(self) -> _statements_pb2.Money:
+        """What a licensee pays before using the patent (lump sum, entry fee, or
+        instalments due at 0 months); absent when nothing is due up front.
+        """
+
+    @_builtins.property
+    def patentees(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Party ids of the patentees who published it."""
+
+    @_builtins.property
+    def published_at(self) -> _timestamp_pb2.Timestamp:
+        """When that log sequenced it."""
+
+    def __init__(
+        self,
+        *,
+        offer_id: _builtins.bytes = ...,
+        application_number: _builtins.str = ...,
+        title: _builtins.str = ...,
+        ipc: _abc.Iterable[_builtins.str] | None = ...,
+        region: _builtins.str = ...,
+        terms: _statements_pb2.RoyaltyTerms | None = ...,
+        method: Global___RoyaltyMethod.ValueType = ...,
+        upfront_fee: _statements_pb2.Money | None = ...,
+        licence_term_months: _builtins.int = ...,
+        status: Global___OfferStatus.ValueType = ...,
+        patentees: _abc.Iterable[_builtins.str] | None = ...,
+        acceptances: _builtins.int = ...,
+        origin: _builtins.str = ...,
+        index: _builtins.int = ...,
+        published_at: _timestamp_pb2.Timestamp | None = ...,
+        cursor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["published_at", b"published_at", "terms", b"terms", "upfront_fee", b"upfront_fee"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acceptances", b"acceptances", "application_number", b"application_number", "cursor", b"cursor", "index", b"index", "ipc", b"ipc", "licence_term_months", b"licence_term_months", "method", b"method", "offer_id", b"offer_id", "origin", b"origin", "patentees", b"patentees", "published_at", b"published_at", "region", b"region", "status", b"status", "terms", b"terms", "title", b"title", "upfront_fee", b"upfront_fee"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Offer: _TypeAlias = Offer  # noqa: Y015
+
+@_typing.final
+class Licence(_message.Message):
+    """A licence of a patent as the views hold it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENSE_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    LICENSEE_FIELD_NUMBER: _builtins.int
+    LICENSORS_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    OFFER_ID_FIELD_NUMBER: _builtins.int
+    RECORDAL_DUE_FIELD_NUMBER: _builtins.int
+    RECORDED_FIELD_NUMBER: _builtins.int
+    RECORDAL_NUMBER_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    license_id: _builtins.bytes
+    """Statement id of the LicenseAccepted or LicenseGranted statement (32 bytes)."""
+    application_number: _builtins.str
+    """Application number of the licensed patent."""
+    licensee: _builtins.str
+    """Party id of the licensee."""
+    type: _statements_pb2.LicenseType.ValueType
+    """Ordinary, sole or exclusive (open licences are always ordinary)."""
+    offer_id: _builtins.bytes
+    """Statement id of the offer accepted; empty for a negotiated licence."""
+    recorded: _builtins.bool
+    """True once a LicenseRecorded statement recorded it."""
+    recordal_number: _builtins.str
+    """The administration's recordal number; empty until recorded."""
+    origin: _builtins.str
+    """Origin of the log that sequenced it."""
+    index: _builtins.int
+    """Index of its entry in that log."""
+    @_builtins.property
+    def licensors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Party ids of the licensors (the owners when it was granted)."""
+
+    @_builtins.property
+    def start_date(self) -> _statements_pb2.Date:
+        """First day of the licence."""
+
+    @_builtins.property
+    def end_date(self) -> _statements_pb2.Date:
+        """Last day of the licence."""
+
+    @_builtins.property
+    def terms(self) -> _statements_pb2.RoyaltyTerms:
+        """The royalty terms agreed."""
+
+    @_builtins.property
+    def recordal_due(self) -> _statements_pb2.Date:
+        """Last day to record the licence with the patent administration."""
+
+    def __init__(
+        self,
+        *,
+        license_id: _builtins.bytes = ...,
+        application_number: _builtins.str = ...,
+        licensee: _builtins.str = ...,
+        licensors: _abc.Iterable[_builtins.str] | None = ...,
+        type: _statements_pb2.LicenseType.ValueType = ...,
+        start_date: _statements_pb2.Date | None = ...,
+        end_date: _statements_pb2.Date | None = ...,
+        terms: _statements_pb2.RoyaltyTerms | None = ...,
+        offer_id: _builtins.bytes = ...,
+        recordal_due: _statements_pb2.Date | None = ...,
+        recorded: _builtins.bool = ...,
+        recordal_number: _builtins.str = ...,
+        origin: _builtins.str = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "recordal_due", b"recordal_due", "start_date", b"start_date", "terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "end_date", b"end_date", "index", b"index", "license_id", b"license_id", "licensee", b"licensee", "licensors", b"licensors", "offer_id", b"offer_id", "origin", b"origin", "recordal_due", b"recordal_due", "recordal_number", b"recordal_number", "recorded", b"recorded", "start_date", b"start_date", "terms", b"terms", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Licence: _TypeAlias = Licence  # noqa: Y015
+
+@_typing.final
+class Pledge(_message.Message):
+    """A pledge of a patent right as the views hold it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLEDGE_ID_FIELD_NUMBER: _builtins.int
+    PLEDGORS_FIELD_NUMBER: _builtins.int
+    PLEDGEE_FIELD_NUMBER: _builtins.int
+    SECURED_AMOUNT_FIELD_NUMBER: _builtins.int
+    DEBT_START_FIELD_NUMBER: _builtins.int
+    DEBT_END_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    pledge_id: _builtins.bytes
+    """Statement id of the PledgeRegistered statement (32 bytes)."""
+    pledgee: _builtins.str
+    """Party id of the pledgee."""
+    released: _builtins.bool
+    """True once the pledgee released it."""
+    index: _builtins.int
+    """Index of its entry in the patent's home log."""
+    @_builtins.property
+    def pledgors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Party ids of the pledgors (the owners)."""
+
+    @_builtins.property
+    def secured_amount(self) -> _statements_pb2.Money:
+        """The debt secured."""
+
+    @_builtins.property
+    def debt_start(self) -> _statements_pb2.Date:
+        """First day of the secured debt's term."""
+
+    @_builtins.property
+    def debt_end(self) -> _statements_pb2.Date:
+        """Last day of the secured debt's term."""
+
+    def __init__(
+        self,
+        *,
+        pledge_id: _builtins.bytes = ...,
+        pledgors: _abc.Iterable[_builtins.str] | None = ...,
+        pledgee: _builtins.str = ...,
+        secured_amount: _statements_pb2.Money | None = ...,
+        debt_start: _statements_pb2.Date | None = ...,
+        debt_end: _statements_pb2.Date | None = ...,
+        released: _builtins.bool = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["debt_end", b"debt_end", "debt_start", b"debt_start", "secured_amount", b"secured_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["debt_end", b"debt_end", "debt_start", b"debt_start", "index", b"index", "pledge_id", b"pledge_id", "pledgee", b"pledgee", "pledgors", b"pledgors", "released", b"released", "secured_amount", b"secured_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pledge: _TypeAlias = Pledge  # noqa: Y015
+
+@_typing.final
+class GetOfferRequest(_message.Message):
+    """Which offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_ID_FIELD_NUMBER: _builtins.int
+    offer_id: _builtins.bytes
+    """Statement id of the OfferPublished statement (32 bytes)."""
+    def __init__(
+        self,
+        *,
+        offer_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offer_id", b"offer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOfferRequest: _TypeAlias = GetOfferRequest  # noqa: Y015
+
+@_typing.final
+class GetOfferResponse(_message.Message):
+    """One offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offer(self) -> Global___Offer:
+        """The offer."""
+
+    def __init__(
+        self,
+        *,
+        offer: Global___Offer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offer", b"offer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offer", b"offer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOfferResponse: _TypeAlias = GetOfferResponse  # noqa: Y015
+
+@_typing.final
+class SearchOffersRequest(_message.Message):
+    """What offers to find. Every set field narrows the search; unset fields match all."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IPC_PREFIX_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    MAX_UPFRONT_FEE_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ipc_prefix: _builtins.str
+    """IPC prefix any of the patent's symbols must start with: "H", "H04",
+    "H04L", "H04L 9" or "H04L 9/32".
+    """
+    keyword: _builtins.str
+    """Text the patent's title must contain (case-insensitive), at most 100 characters."""
+    method: Global___RoyaltyMethod.ValueType
+    """Royalty method; UNSPECIFIED matches any."""
+    region: _builtins.str
+    """GB/T 2260 division code prefix of the patent's region: "11" (a province),
+    "1101" (a city) or all six digits.
+    """
+    status: Global___OfferStatus.ValueType
+    """Offer status; UNSPECIFIED matches any."""
+    page_size: _builtins.int
+    """Maximum offers to return (AIP-158): 0 means 50; above 500 means 500; negative is refused."""
+    page_token: _builtins.str
+    """The next_page_token of a previous response with the same filter; empty for the first page."""
+    @_builtins.property
+    def max_upfront_fee(self) -> _statements_pb2.Money:
+        """Fee ceiling: the up-front fee must be at most this amount in this
+        currency (offers with nothing up front match; other currencies do not).
+        """
+
+    def __init__(
+        self,
+        *,
+        ipc_prefix: _builtins.str = ...,
+        keyword: _builtins.str = ...,
+        method: Global___RoyaltyMethod.ValueType = ...,
+        max_upfront_fee: _statements_pb2.Money | None = ...,
+        region: _builtins.str = ...,
+        status: Global___OfferStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_upfront_fee", b"max_upfront_fee"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ipc_prefix", b"ipc_prefix", "keyword", b"keyword", "max_upfront_fee", b"max_upfront_fee", "method", b"method", "page_size", b"page_size", "page_token", b"page_token", "region", b"region", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchOffersRequest: _TypeAlias = SearchOffersRequest  # noqa: Y015
+
+@_typing.final
+class SearchOffersResponse(_message.Message):
+    """A page of offers, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty if this is the last."""
+    @_builtins.property
+    def offers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Offer]:
+        """The offers on this page."""
+
+    def __init__(
+        self,
+        *,
+        offers: _abc.Iterable[Global___Offer] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "offers", b"offers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchOffersResponse: _TypeAlias = SearchOffersResponse  # noqa: Y015
+
+@_typing.final
+class WatchOffersRequest(_message.Message):
+    """What offers to watch. Every set field narrows; an empty filter watches all."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IPC_PREFIXES_FIELD_NUMBER: _builtins.int
+    KEYWORDS_FIELD_NUMBER: _builtins.int
+    AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    after_cursor: _builtins.int
+    """Stream offers whose cursor is greater than this; 0 starts from the
+    first offer this node holds. Use the last cursor received to resume.
+    """
+    @_builtins.property
+    def ipc_prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """IPC prefixes: an offer matches if any of its symbols starts with any of
+        them (at most 50; empty matches any).
+        """
+
+    @_builtins.property
+    def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Keywords: an offer matches if its title contains any of them,
+        case-insensitive (at most 50; empty matches any).
+        """
+
+    def __init__(
+        self,
+        *,
+        ipc_prefixes: _abc.Iterable[_builtins.str] | None = ...,
+        keywords: _abc.Iterable[_builtins.str] | None = ...,
+        after_cursor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "ipc_prefixes", b"ipc_prefixes", "keywords", b"keywords"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOffersRequest: _TypeAlias = WatchOffersRequest  # noqa: Y015
+
+@_typing.final
+class WatchOffersResponse(_message.Message):
+    """One matching offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offer(self) -> Global___Offer:
+        """The offer, as it was when streamed (its cursor resumes the watch)."""
+
+    def __init__(
+        self,
+        *,
+        offer: Global___Offer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offer", b"offer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offer", b"offer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOffersResponse: _TypeAlias = WatchOffersResponse  # noqa: Y015
+
+@_typing.final
+class ListLicencesRequest(_message.Message):
+    """Whose licences. Exactly one of application_number and licensee is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    LICENSEE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    application_number: _builtins.str
+    """Canonical CN application number of the patent."""
+    licensee: _builtins.str
+    """Party id of the licensee."""
+    page_size: _builtins.int
+    """Maximum licences to return (AIP-158): 0 means 50; above 500 means 500; negative is refused."""
+    page_token: _builtins.str
+    """The next_page_token of a previous response with the same request; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        application_number: _builtins.str = ...,
+        licensee: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "licensee", b"licensee", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLicencesRequest: _TypeAlias = ListLicencesRequest  # noqa: Y015
+
+@_typing.final
+class ListLicencesResponse(_message.Message):
+    """A page of licences, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LICENCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty if this is the last."""
+    @_builtins.property
+    def licences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Licence]:
+        """The licences on this page."""
+
+    def __init__(
+        self,
+        *,
+        licences: _abc.Iterable[Global___Licence] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["licences", b"licences", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLicencesResponse: _TypeAlias = ListLicencesResponse  # noqa: Y015
+
+@_typing.final
+class GetCreditRecordRequest(_message.Message):
+    """Whose credit record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    party_id: _builtins.str
+    """Party id (32 hex digits)."""
+    def __init__(
+        self,
+        *,
+        party_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["party_id", b"party_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCreditRecordRequest: _TypeAlias = GetCreditRecordRequest  # noqa: Y015
+
+@_typing.final
+class CreditEvent(_message.Message):
+    """A credit event on a party's record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    OCCURRED_ON_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    REPAIRED_BY_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.bytes
+    """Statement id of the CreditEventRecorded statement (32 bytes)."""
+    kind: _statements_pb2.CreditEventKind.ValueType
+    """What kind of event."""
+    supervisor: _builtins.str
+    """Party id of the supervisor who recorded it."""
+    summary: _builtins.str
+    """The supervisor's summary."""
+    repaired: _builtins.bool
+    """True once a supervisor repaired it (credit restoration)."""
+    repaired_by: _builtins.str
+    """Party id of the supervisor who repaired it; empty if not repaired."""
+    index: _builtins.int
+    """Index of its entry in the party's home log."""
+    @_builtins.property
+    def occurred_on(self) -> _statements_pb2.Date:
+        """The day it happened."""
+
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.EntryReference]:
+        """Ledger entries the supervisor cited as evidence."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.bytes = ...,
+        kind: _statements_pb2.CreditEventKind.ValueType = ...,
+        supervisor: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        occurred_on: _statements_pb2.Date | None = ...,
+        evidence: _abc.Iterable[_statements_pb2.EntryReference] | None = ...,
+        repaired: _builtins.bool = ...,
+        repaired_by: _builtins.str = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_on", b"occurred_on"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "evidence", b"evidence", "index", b"index", "kind", b"kind", "occurred_on", b"occurred_on", "repaired", b"repaired", "repaired_by", b"repaired_by", "summary", b"summary", "supervisor", b"supervisor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditEvent: _TypeAlias = CreditEvent  # noqa: Y015
+
+@_typing.final
+class GetCreditRecordResponse(_message.Message):
+    """A party's credit record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FIELD_NUMBER: _builtins.int
+    party_id: _builtins.str
+    """Party id."""
+    name: _builtins.str
+    """The party's registered name."""
+    outstanding: _builtins.int
+    """How many events are not repaired."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditEvent]:
+        """Every credit event, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        party_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        events: _abc.Iterable[Global___CreditEvent] | None = ...,
+        outstanding: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "name", b"name", "outstanding", b"outstanding", "party_id", b"party_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCreditRecordResponse: _TypeAlias = GetCreditRecordResponse  # noqa: Y015
+
+@_typing.final
+class GetHistoryRequest(_message.Message):
+    """Whose history. Exactly one of application_number and party_id is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    application_number: _builtins.str
+    """Canonical CN application number of the patent."""
+    party_id: _builtins.str
+    """Party id of the party."""
+    def __init__(
+        self,
+        *,
+        application_number: _builtins.str = ...,
+        party_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "party_id", b"party_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHistoryRequest: _TypeAlias = GetHistoryRequest  # noqa: Y015
+
+@_typing.final
+class HistoryEntry(_message.Message):
+    """One entry of a subject's history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Index of the entry in the subject's home log."""
+    entry: _builtins.bytes
+    """The LogEntry bytes (the ledger leaf) verbatim."""
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """RFC 6962 inclusion proof of the entry against the checkpoint (32-byte hashes)."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        entry: _builtins.bytes = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "index", b"index", "proof", b"proof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
+
+@_typing.final
+class GetHistoryResponse(_message.Message):
+    """A subject's history and the checkpoint its proofs verify against."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """Origin of the subject's home log."""
+    checkpoint: _builtins.str
+    """The home log's signed checkpoint (C2SP signed note) all proofs are against."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
+        """Every entry about the subject, in log order; each entry's previous link
+        names the one before it.
+        """
+
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        checkpoint: _builtins.str = ...,
+        entries: _abc.Iterable[Global___HistoryEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "entries", b"entries", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
+
+@_typing.final
+class GetStatisticsRequest(_message.Message):
+    """Which statistics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def from_date(self) -> _statements_pb2.Date:
+        """Count only statements sequenced on or after this day (China time); absent: from the start."""
+
+    @_builtins.property
+    def to_date(self) -> _statements_pb2.Date:
+        """Count only statements sequenced on or before this day (China time); absent: to today."""
+
+    def __init__(
+        self,
+        *,
+        from_date: _statements_pb2.Date | None = ...,
+        to_date: _statements_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatisticsRequest: _TypeAlias = GetStatisticsRequest  # noqa: Y015
+
+@_typing.final
+class StatisticsRow(_message.Message):
+    """One group of statistics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    IPC_SECTION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PLEDGED_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """Month of sequencing, "YYYY-MM" (China time)."""
+    region: _builtins.str
+    """GB/T 2260 division code of the subject's region; empty if it has none."""
+    ipc_section: _builtins.str
+    """IPC section letter (A-H) of the patent's main classification; empty for party statements."""
+    kind: _builtins.str
+    """Statement kind, the Statement body field name (e.g. "offer_published")."""
+    count: _builtins.int
+    """Statements in the group."""
+    @_builtins.property
+    def pledged(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.Money]:
+        """For pledge_registered: the secured amounts, one Money per currency; empty otherwise."""
+
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        region: _builtins.str = ...,
+        ipc_section: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        count: _builtins.int = ...,
+        pledged: _abc.Iterable[_statements_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "ipc_section", b"ipc_section", "kind", b"kind", "month", b"month", "pledged", b"pledged", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatisticsRow: _TypeAlias = StatisticsRow  # noqa: Y015
+
+@_typing.final
+class GetStatisticsResponse(_message.Message):
+    """Statistics of the statements this node holds, from every origin."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatisticsRow]:
+        """One row per (month, region, IPC section, kind) with at least one statement,
+        sorted by those fields.
+        """
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___StatisticsRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatisticsResponse: _TypeAlias = GetStatisticsResponse  # noqa: Y015

@@ -40,10 +40,50 @@ class ExchangeServiceStub:
                 request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementRequest.SerializeToString,
                 response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementResponse.FromString,
                 _registered_method=True)
+        self.SubmitStatements = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/SubmitStatements',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsResponse.FromString,
+                _registered_method=True)
         self.GetPatent = channel.unary_unary(
                 '/kaifang.exchange.v1.ExchangeService/GetPatent',
                 request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentRequest.SerializeToString,
                 response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentResponse.FromString,
+                _registered_method=True)
+        self.GetOffer = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/GetOffer',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferResponse.FromString,
+                _registered_method=True)
+        self.SearchOffers = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/SearchOffers',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersResponse.FromString,
+                _registered_method=True)
+        self.WatchOffers = channel.unary_stream(
+                '/kaifang.exchange.v1.ExchangeService/WatchOffers',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersResponse.FromString,
+                _registered_method=True)
+        self.ListLicences = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/ListLicences',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesResponse.FromString,
+                _registered_method=True)
+        self.GetCreditRecord = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/GetCreditRecord',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordResponse.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/GetHistory',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetStatistics = channel.unary_unary(
+                '/kaifang.exchange.v1.ExchangeService/GetStatistics',
+                request_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsRequest.SerializeToString,
+                response_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsResponse.FromString,
                 _registered_method=True)
 
 
@@ -59,8 +99,73 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitStatements(self, request, context):
+        """Admits many signed statements in the order given (register feeds, bulk
+        imports), at most 1,000 per call. Each gets its own outcome: a refusal
+        of one does not stop the others, and a later statement sees what an
+        earlier one in the same call did.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPatent(self, request, context):
-        """Returns a patent's current state as the views hold it.
+        """Returns a patent's current state, with its encumbrances, as the views hold it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOffer(self, request, context):
+        """Returns one open-licence offer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchOffers(self, request, context):
+        """Searches offers by IPC prefix, title keyword, royalty method, fee
+        ceiling, region and status, newest first, paginated as in AIP-158.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOffers(self, request, context):
+        """Streams every offer matching the filter that this node admits or
+        replicates after the cursor, then keeps streaming new ones. Resuming with
+        the last cursor received misses nothing and repeats nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLicences(self, request, context):
+        """Lists licences (open-licence acceptances and negotiated grants) of a
+        patent or of a licensee, paginated as in AIP-158.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCreditRecord(self, request, context):
+        """Returns a party's credit record: every credit event, repaired or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """Returns a subject's whole history in its home log, each entry with its
+        inclusion proof against one signed checkpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatistics(self, request, context):
+        """Returns counts of sequenced statements (and pledged amounts) grouped by
+        month, region, IPC section and kind.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,10 +179,50 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementRequest.FromString,
                     response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementResponse.SerializeToString,
             ),
+            'SubmitStatements': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitStatements,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsResponse.SerializeToString,
+            ),
             'GetPatent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPatent,
                     request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentRequest.FromString,
                     response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentResponse.SerializeToString,
+            ),
+            'GetOffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOffer,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferResponse.SerializeToString,
+            ),
+            'SearchOffers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchOffers,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersResponse.SerializeToString,
+            ),
+            'WatchOffers': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOffers,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersResponse.SerializeToString,
+            ),
+            'ListLicences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLicences,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesResponse.SerializeToString,
+            ),
+            'GetCreditRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCreditRecord,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'GetStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatistics,
+                    request_deserializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsRequest.FromString,
+                    response_serializer=kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -119,6 +264,33 @@ class ExchangeService:
             _registered_method=True)
 
     @staticmethod
+    def SubmitStatements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/SubmitStatements',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SubmitStatementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetPatent(request,
             target,
             options=(),
@@ -135,6 +307,195 @@ class ExchangeService:
             '/kaifang.exchange.v1.ExchangeService/GetPatent',
             kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentRequest.SerializeToString,
             kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetPatentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/GetOffer',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetOfferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchOffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/SearchOffers',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.SearchOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/WatchOffers',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.WatchOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLicences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/ListLicences',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.ListLicencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCreditRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/GetCreditRecord',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetCreditRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/GetHistory',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kaifang.exchange.v1.ExchangeService/GetStatistics',
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsRequest.SerializeToString,
+            kaifang_dot_exchange_dot_v1_dot_exchange__pb2.GetStatisticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,8 +44,39 @@ class ExchangeServiceStub:
     """Admits one signed statement and returns its receipt. Submitting the same
     statement bytes again returns the first receipt (dedup), not an error.
     """
+    SubmitStatements: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SubmitStatementsRequest, _exchange_pb2.SubmitStatementsResponse]
+    """Admits many signed statements in the order given (register feeds, bulk
+    imports), at most 1,000 per call. Each gets its own outcome: a refusal
+    of one does not stop the others, and a later statement sees what an
+    earlier one in the same call did.
+    """
     GetPatent: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetPatentRequest, _exchange_pb2.GetPatentResponse]
-    """Returns a patent's current state as the views hold it."""
+    """Returns a patent's current state, with its encumbrances, as the views hold it."""
+    GetOffer: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetOfferRequest, _exchange_pb2.GetOfferResponse]
+    """Returns one open-licence offer."""
+    SearchOffers: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SearchOffersRequest, _exchange_pb2.SearchOffersResponse]
+    """Searches offers by IPC prefix, title keyword, royalty method, fee
+    ceiling, region and status, newest first, paginated as in AIP-158.
+    """
+    WatchOffers: _grpc.UnaryStreamMultiCallable[_exchange_pb2.WatchOffersRequest, _exchange_pb2.WatchOffersResponse]
+    """Streams every offer matching the filter that this node admits or
+    replicates after the cursor, then keeps streaming new ones. Resuming with
+    the last cursor received misses nothing and repeats nothing.
+    """
+    ListLicences: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.ListLicencesRequest, _exchange_pb2.ListLicencesResponse]
+    """Lists licences (open-licence acceptances and negotiated grants) of a
+    patent or of a licensee, paginated as in AIP-158.
+    """
+    GetCreditRecord: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetCreditRecordRequest, _exchange_pb2.GetCreditRecordResponse]
+    """Returns a party's credit record: every credit event, repaired or not."""
+    GetHistory: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetHistoryRequest, _exchange_pb2.GetHistoryResponse]
+    """Returns a subject's whole history in its home log, each entry with its
+    inclusion proof against one signed checkpoint.
+    """
+    GetStatistics: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetStatisticsRequest, _exchange_pb2.GetStatisticsResponse]
+    """Returns counts of sequenced statements (and pledged amounts) grouped by
+    month, region, IPC section and kind.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -56,8 +87,39 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     """Admits one signed statement and returns its receipt. Submitting the same
     statement bytes again returns the first receipt (dedup), not an error.
     """
+    SubmitStatements: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SubmitStatementsRequest, _exchange_pb2.SubmitStatementsResponse]  # type: ignore[assignment]
+    """Admits many signed statements in the order given (register feeds, bulk
+    imports), at most 1,000 per call. Each gets its own outcome: a refusal
+    of one does not stop the others, and a later statement sees what an
+    earlier one in the same call did.
+    """
     GetPatent: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetPatentRequest, _exchange_pb2.GetPatentResponse]  # type: ignore[assignment]
-    """Returns a patent's current state as the views hold it."""
+    """Returns a patent's current state, with its encumbrances, as the views hold it."""
+    GetOffer: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetOfferRequest, _exchange_pb2.GetOfferResponse]  # type: ignore[assignment]
+    """Returns one open-licence offer."""
+    SearchOffers: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SearchOffersRequest, _exchange_pb2.SearchOffersResponse]  # type: ignore[assignment]
+    """Searches offers by IPC prefix, title keyword, royalty method, fee
+    ceiling, region and status, newest first, paginated as in AIP-158.
+    """
+    WatchOffers: _aio.UnaryStreamMultiCallable[_exchange_pb2.WatchOffersRequest, _exchange_pb2.WatchOffersResponse]  # type: ignore[assignment]
+    """Streams every offer matching the filter that this node admits or
+    replicates after the cursor, then keeps streaming new ones. Resuming with
+    the last cursor received misses nothing and repeats nothing.
+    """
+    ListLicences: _aio.UnaryUnaryMultiCallable[_exchange_pb2.ListLicencesRequest, _exchange_pb2.ListLicencesResponse]  # type: ignore[assignment]
+    """Lists licences (open-licence acceptances and negotiated grants) of a
+    patent or of a licensee, paginated as in AIP-158.
+    """
+    GetCreditRecord: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetCreditRecordRequest, _exchange_pb2.GetCreditRecordResponse]  # type: ignore[assignment]
+    """Returns a party's credit record: every credit event, repaired or not."""
+    GetHistory: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetHistoryRequest, _exchange_pb2.GetHistoryResponse]  # type: ignore[assignment]
+    """Returns a subject's whole history in its home log, each entry with its
+    inclusion proof against one signed checkpoint.
+    """
+    GetStatistics: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetStatisticsRequest, _exchange_pb2.GetStatisticsResponse]  # type: ignore[assignment]
+    """Returns counts of sequenced statements (and pledged amounts) grouped by
+    month, region, IPC section and kind.
+    """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExchangeService admits statements into the node's log and answers queries."""
@@ -73,11 +135,90 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def SubmitStatements(
+        self,
+        request: _exchange_pb2.SubmitStatementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.SubmitStatementsResponse, _abc.Awaitable[_exchange_pb2.SubmitStatementsResponse]]:
+        """Admits many signed statements in the order given (register feeds, bulk
+        imports), at most 1,000 per call. Each gets its own outcome: a refusal
+        of one does not stop the others, and a later statement sees what an
+        earlier one in the same call did.
+        """
+
+    @_abc_1.abstractmethod
     def GetPatent(
         self,
         request: _exchange_pb2.GetPatentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_pb2.GetPatentResponse, _abc.Awaitable[_exchange_pb2.GetPatentResponse]]:
-        """Returns a patent's current state as the views hold it."""
+        """Returns a patent's current state, with its encumbrances, as the views hold it."""
+
+    @_abc_1.abstractmethod
+    def GetOffer(
+        self,
+        request: _exchange_pb2.GetOfferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.GetOfferResponse, _abc.Awaitable[_exchange_pb2.GetOfferResponse]]:
+        """Returns one open-licence offer."""
+
+    @_abc_1.abstractmethod
+    def SearchOffers(
+        self,
+        request: _exchange_pb2.SearchOffersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.SearchOffersResponse, _abc.Awaitable[_exchange_pb2.SearchOffersResponse]]:
+        """Searches offers by IPC prefix, title keyword, royalty method, fee
+        ceiling, region and status, newest first, paginated as in AIP-158.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchOffers(
+        self,
+        request: _exchange_pb2.WatchOffersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.WatchOffersResponse], _abc.AsyncIterator[_exchange_pb2.WatchOffersResponse]]:
+        """Streams every offer matching the filter that this node admits or
+        replicates after the cursor, then keeps streaming new ones. Resuming with
+        the last cursor received misses nothing and repeats nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLicences(
+        self,
+        request: _exchange_pb2.ListLicencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.ListLicencesResponse, _abc.Awaitable[_exchange_pb2.ListLicencesResponse]]:
+        """Lists licences (open-licence acceptances and negotiated grants) of a
+        patent or of a licensee, paginated as in AIP-158.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCreditRecord(
+        self,
+        request: _exchange_pb2.GetCreditRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.GetCreditRecordResponse, _abc.Awaitable[_exchange_pb2.GetCreditRecordResponse]]:
+        """Returns a party's credit record: every credit event, repaired or not."""
+
+    @_abc_1.abstractmethod
+    def GetHistory(
+        self,
+        request: _exchange_pb2.GetHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.GetHistoryResponse, _abc.Awaitable[_exchange_pb2.GetHistoryResponse]]:
+        """Returns a subject's whole history in its home log, each entry with its
+        inclusion proof against one signed checkpoint.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatistics(
+        self,
+        request: _exchange_pb2.GetStatisticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.GetStatisticsResponse, _abc.Awaitable[_exchange_pb2.GetStatisticsResponse]]:
+        """Returns counts of sequenced statements (and pledged amounts) grouped by
+        month, region, IPC section and kind.
+        """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
