@@ -11,13 +11,22 @@ the ledger and are created by the same alembic migrations.
 - ``patents`` and ``parties``: the current state of each subject (as JSON),
   a few columns to query by, and the index of its last entry in its home log
   (the ``previous`` link of the next entry about it).
+- ``offers`` (with ``offer_ipcs`` to search by IPC prefix), ``licences``,
+  ``transfers``, ``pledges``, ``disputes`` and ``credit_events``: one row
+  per transaction, its current status, and the columns queries filter on.
+  ``offers.seq`` numbers offers in the order this node applied them: the
+  cursor of the offer watch and the key of search pagination.
+
+Lists of party ids are stored as JSON arrays; dates as ISO ``YYYY-MM-DD``
+strings (legal dates are days, not instants); money as minor units and an
+ISO 4217 code.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.models import NAMING_CONVENTION
@@ -50,6 +59,11 @@ class StatementRow(ViewBase):
     patent: Mapped[str | None] = mapped_column(String(20), index=True)
     party: Mapped[str | None] = mapped_column(String(32), index=True)
     sequenced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Day of sequencing in China time (YYYY-MM-DD), and the subject's region
+    # and main IPC section: the dimensions of the statistics.
+    day: Mapped[str] = mapped_column(String(10), index=True)
+    region: Mapped[str | None] = mapped_column(String(6))
+    ipc_section: Mapped[str | None] = mapped_column(String(1))
 
 
 class PatentRow(ViewBase):
@@ -62,6 +76,8 @@ class PatentRow(ViewBase):
     title: Mapped[str] = mapped_column(Text)
     ipc: Mapped[str] = mapped_column(String(40), index=True)
     region: Mapped[str] = mapped_column(String(6))
+    # Every IPC symbol, the main one first (JSON array).
+    ipcs: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(Text)
     last_index: Mapped[int] = mapped_column(BigInteger)
@@ -75,5 +91,127 @@ class PartyRow(ViewBase):
     party_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     home: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(Text)
+    region: Mapped[str] = mapped_column(String(6))
     state: Mapped[str] = mapped_column(Text)
     last_index: Mapped[int] = mapped_column(BigInteger)
+
+
+class OfferRow(ViewBase):
+    """An open-licence offer (declaration) and its status."""
+
+    __tablename__ = "offers"
+
+    offer_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    application_number: Mapped[str] = mapped_column(String(20), index=True)
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    title: Mapped[str] = mapped_column(Text)
+    ipcs: Mapped[str] = mapped_column(Text)
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    method: Mapped[int] = mapped_column(Integer)
+    upfront_minor: Mapped[int | None] = mapped_column(BigInteger)
+    upfront_currency: Mapped[str | None] = mapped_column(String(3))
+    months: Mapped[int] = mapped_column(Integer)
+    terms: Mapped[bytes] = mapped_column(LargeBinary)
+    patentees: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    acceptances: Mapped[int] = mapped_column(Integer)
+
+
+class OfferIpcRow(ViewBase):
+    """One IPC symbol of an offered patent (an offer has one row per symbol)."""
+
+    __tablename__ = "offer_ipcs"
+
+    offer_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    ipc: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+
+
+class LicenceRow(ViewBase):
+    """A licence: an open-licence acceptance or a negotiated grant."""
+
+    __tablename__ = "licences"
+
+    license_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    application_number: Mapped[str] = mapped_column(String(20), index=True)
+    licensee: Mapped[str] = mapped_column(String(32), index=True)
+    licensors: Mapped[str] = mapped_column(Text)
+    type: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[str] = mapped_column(String(10))
+    end_date: Mapped[str] = mapped_column(String(10))
+    terms: Mapped[bytes] = mapped_column(LargeBinary)
+    offer_id: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    recordal_due: Mapped[str] = mapped_column(String(10))
+    recordal_number: Mapped[str | None] = mapped_column(String(100))
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)
+
+
+class TransferRow(ViewBase):
+    """A registered transfer of a patent right."""
+
+    __tablename__ = "transfers"
+
+    transfer_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    application_number: Mapped[str] = mapped_column(String(20), index=True)
+    assignors: Mapped[str] = mapped_column(Text)
+    assignees: Mapped[str] = mapped_column(Text)
+    price_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)
+
+
+class PledgeRow(ViewBase):
+    """A pledge of a patent right and whether it was released."""
+
+    __tablename__ = "pledges"
+
+    pledge_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    application_number: Mapped[str] = mapped_column(String(20), index=True)
+    pledgors: Mapped[str] = mapped_column(Text)
+    pledgee: Mapped[str] = mapped_column(String(32), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    debt_start: Mapped[str] = mapped_column(String(10))
+    debt_end: Mapped[str] = mapped_column(String(10))
+    released: Mapped[bool] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)
+
+
+class DisputeRow(ViewBase):
+    """A dispute filed about a patent's transaction, and its mediation."""
+
+    __tablename__ = "disputes"
+
+    dispute_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    application_number: Mapped[str] = mapped_column(String(20), index=True)
+    subject_id: Mapped[bytes] = mapped_column(LargeBinary(32))
+    kind: Mapped[int] = mapped_column(Integer)
+    claimant: Mapped[str] = mapped_column(String(32))
+    respondents: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[int] = mapped_column(Integer)
+    mediator: Mapped[str | None] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)
+
+
+class CreditEventRow(ViewBase):
+    """An event on a party's credit record and whether it was repaired."""
+
+    __tablename__ = "credit_events"
+
+    event_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    party_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[int] = mapped_column(Integer)
+    supervisor: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    occurred_on: Mapped[str | None] = mapped_column(String(10))
+    evidence: Mapped[str] = mapped_column(Text)
+    repaired_by: Mapped[str | None] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(255))
+    idx: Mapped[int] = mapped_column(BigInteger)

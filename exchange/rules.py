@@ -296,7 +296,7 @@ def _check_acceptance(
     _require(signers, {accepted.licensee}, "the licensee's signed notice", ART_51)
 
 
-def _up_front(terms: pb.RoyaltyTerms) -> tuple[int, str] | None:
+def up_front(terms: pb.RoyaltyTerms) -> tuple[int, str] | None:
     """What the terms require paid at acceptance: (minor units, currency), or None."""
     method = terms.WhichOneof("method")
     if method == "lump_sum":
@@ -313,7 +313,7 @@ def _up_front(terms: pb.RoyaltyTerms) -> tuple[int, str] | None:
 
 def _check_payment(accepted: pb.LicenseAccepted) -> None:
     """The licence is obtained by notice *and* payment on the published terms (Art. 51)."""
-    owed = _up_front(accepted.terms)
+    owed = up_front(accepted.terms)
     if owed is None:
         if accepted.HasField("payment"):
             raise _refuse(

@@ -27,11 +27,15 @@ from exchange import parties, rules
 from exchange.admission import LEGAL_TIME_ZONE, PARTY_KINDS, PATENT_KINDS, Admitted, subject_of
 from exchange.errors import ViewOrderError
 from exchange.identifiers import PatentType
-from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
+from exchange.models import PartyRow, PatentRow, StatementRow, ViewBase, ViewCursor
 from exchange.parties import PartyState
+from exchange.projections import project
 from exchange.rules import Licence, Offer, PatentState, Pledge
 from exchange.statements import parse_statement, statement_id
 from kaifang.exchange.v1 import statements_pb2 as pb
+
+# Every view table, in an order that deletes cleanly.
+VIEW_TABLES = tuple(reversed(ViewBase.metadata.sorted_tables))
 
 
 def _date(value: dt.date | None) -> str | None:
@@ -262,15 +266,17 @@ def apply_entry(conn: Connection, world: DbWorld, origin: str, index: int, data:
     sequenced_at = entry.sequenced_at.ToDatetime(tzinfo=dt.UTC)
     today = sequenced_at.astimezone(LEGAL_TIME_ZONE).date()
     patent, party = subject_of(statement, world)
+    before = after = None
     if kind in PATENT_KINDS and patent is not None:
-        state = rules.apply(world.patent(patent), statement, sid, today)
+        before = world.patent(patent)
+        after = rules.apply(before, statement, sid, today)
         r = statement.patent_recorded if kind == "patent_recorded" else None
-        values = {"state": encode_patent(state), "status": int(state.status), "last_index": index}
+        values = {"state": encode_patent(after), "status": int(after.status), "last_index": index}
         if r is not None:
             conn.execute(
                 insert(PatentRow).values(
                     application_number=patent, home=origin, title=r.title, ipc=r.ipc[0],
-                    region=r.region, **values,
+                    ipcs=json.dumps(list(r.ipc)), region=r.region, **values,
                 )
             )  # fmt: skip
         else:
@@ -283,6 +289,7 @@ def apply_entry(conn: Connection, world: DbWorld, origin: str, index: int, data:
             conn.execute(
                 insert(PartyRow).values(
                     party_id=party, home=origin, name=subject.name,
+                    region=statement.party_registered.region,
                     state=encode_party(subject), last_index=index,
                 )
             )  # fmt: skip
@@ -296,10 +303,13 @@ def apply_entry(conn: Connection, world: DbWorld, origin: str, index: int, data:
         conn.execute(
             update(PatentRow).where(PatentRow.application_number == patent).values(last_index=index)
         )
+    project(conn, statement, sid, origin, index, sequenced_at, before, after)
+    region, section = _dimensions(conn, patent, party)
     conn.execute(
         insert(StatementRow).values(
             id=sid, origin=origin, idx=index, kind=kind, patent=patent, party=party,
-            sequenced_at=sequenced_at,
+            sequenced_at=sequenced_at, day=today.isoformat(), region=region,
+            ipc_section=section,
         )
     )  # fmt: skip
     if expected is None:
@@ -310,7 +320,24 @@ def apply_entry(conn: Connection, world: DbWorld, origin: str, index: int, data:
         )
 
 
+def _dimensions(
+    conn: Connection, patent: str | None, party: str | None
+) -> tuple[str | None, str | None]:
+    """The statistics dimensions of a statement: its subject's region and IPC section."""
+    if patent is not None:
+        row = conn.execute(
+            select(PatentRow.region, PatentRow.ipc).where(PatentRow.application_number == patent)
+        ).first()
+        return (None, None) if row is None else (row.region, row.ipc[:1])
+    if party is not None:
+        region = conn.execute(
+            select(PartyRow.region).where(PartyRow.party_id == party)
+        ).scalar_one_or_none()
+        return region, None
+    return None, None
+
+
 def clear(conn: Connection) -> None:
     """Forget every view, so that they can be rebuilt from the logs."""
-    for table in (StatementRow, PatentRow, PartyRow, ViewCursor):
+    for table in VIEW_TABLES:
         conn.execute(delete(table))
