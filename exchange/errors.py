@@ -10,7 +10,7 @@ Every exception the exchange raises on purpose derives from
     ├── SignerError                 the statement lacks a signature the law requires
     ├── RuleViolationError          a legal rule refuses the statement in the current state
     ├── ViewOrderError              a log entry was applied to the views out of order
-    ├── PatentNotFoundError         a query names a patent that is not recorded
+    ├── NotFoundError               a query names a patent, party or offer not known here
     └── NotHomeError                the subject's home is another exchange
 
 Each carries the offending field (a protobuf field path) and a reason, so
@@ -77,8 +77,13 @@ class ViewOrderError(ExchangeError):
     """A log entry was applied to the views out of order (a gap, or applied twice)."""
 
 
-class PatentNotFoundError(ExchangeError):
-    """A query names a patent that is not recorded."""
+class NotFoundError(ExchangeError):
+    """A query names something (``field``) that the views do not hold (NOT_FOUND)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        """Say what was not found."""
+        super().__init__(message)
+        self.field = field
 
 
 class NotHomeError(ExchangeError):

@@ -124,8 +124,10 @@ class Exchange:
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task[None] | None = None
-        # Set after every commit that changed the views (watchers wait on it).
-        self.changed = asyncio.Condition()
+        # Counts commits that changed the views; watchers wait for it to move.
+        self.version = 0
+        self._changed = asyncio.Condition()
+        self._logs: dict[str, LogStore] = {store.origin: store}
 
     def world(self, conn: Connection) -> DbWorld:
         """Admission's view of the world on ``conn``."""
@@ -170,6 +172,24 @@ class Exchange:
         return Submitted(
             placed.statement_id, placed.origin, placed.index, receipt, placed.duplicate
         )
+
+    async def views_changed(self) -> None:
+        """Wake the watchers: a commit changed the views."""
+        async with self._changed:
+            self.version += 1
+            self._changed.notify_all()
+
+    async def wait_for_change(self, version: int) -> None:
+        """Return once the views changed after ``version`` (the caller bounds the wait)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.version != version)
+
+    async def log(self, origin: str) -> LogStore:
+        """The stored log of ``origin`` (this node's own, or one it replicates)."""
+        store = self._logs.get(origin)
+        if store is None:
+            store = self._logs[origin] = await LogStore.open(self.db, origin)
+        return store
 
     async def close(self) -> None:
         """Finish the submissions queued so far."""
@@ -225,8 +245,7 @@ class Exchange:
                 item.future.set_result(result)
         if admitted:
             metrics.BATCH_SIZE.observe(admitted)
-            async with self.changed:
-                self.changed.notify_all()
+            await self.views_changed()
 
     def _place(
         self,

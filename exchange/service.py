@@ -8,28 +8,29 @@ where a legal rule refused, the metadata ``legal_basis``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
-from sqlalchemy import Connection
 
+from exchange import queries
 from exchange.errors import (
     ExchangeError,
     InvalidFieldError,
+    NotFoundError,
     NotHomeError,
-    PatentNotFoundError,
     RuleViolationError,
     SignatureInvalidError,
     SignerError,
     ViewOrderError,
 )
-from exchange.identifiers import parse_application_number
-from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted, home_of
-from exchange.rules import PatentState
+from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
 from kaifang.exchange.v1 import exchange_pb2
 from ledger.errors import LedgerError
 from ledger.rpc import abort_with, build_status, field_violation, register_service
@@ -38,6 +39,9 @@ from ledger.service import status_for as ledger_status_for
 logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "exchange.kaifang"
+# A watch re-reads at least this often (seconds), even if no commit of this
+# process woke it: another process (a bulk import) may have applied offers.
+WATCH_POLL_S = 5.0
 
 # The one table from exchange errors to gRPC statuses (looked up along the MRO).
 STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
@@ -46,7 +50,7 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
     SignerError: (grpc.StatusCode.PERMISSION_DENIED, "SIGNATURE_MISSING"),
     RuleViolationError: (grpc.StatusCode.FAILED_PRECONDITION, "RULE_VIOLATION"),
     NotHomeError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_HOME"),
-    PatentNotFoundError: (grpc.StatusCode.NOT_FOUND, "PATENT_NOT_FOUND"),
+    NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
     ViewOrderError: (grpc.StatusCode.INTERNAL, "VIEWS_OUT_OF_ORDER"),
     ExchangeError: (grpc.StatusCode.INTERNAL, "EXCHANGE_ERROR"),
 }
@@ -65,6 +69,8 @@ def status_for(error: ExchangeError) -> status_pb2.Status:
         metadata = {"field": error.field, "legal_basis": error.legal_basis}
     elif isinstance(error, SignerError):
         metadata = {"missing": ",".join(sorted(error.missing)), "legal_basis": error.legal_basis}
+    elif isinstance(error, NotFoundError):
+        metadata = {"field": error.field}
     elif isinstance(error, NotHomeError):
         metadata = {"home": error.home}
     return build_status(ERROR_DOMAIN, code, reason, str(error), extra, metadata)
@@ -118,24 +124,67 @@ class ExchangeService:
     async def GetPatent(
         self, request: exchange_pb2.GetPatentRequest, context: Any
     ) -> exchange_pb2.GetPatentResponse:
-        number = str(parse_application_number(request.application_number))
+        return await self.exchange.db.read(lambda c: queries.get_patent(c, request))
+
+    async def GetOffer(
+        self, request: exchange_pb2.GetOfferRequest, context: Any
+    ) -> exchange_pb2.GetOfferResponse:
+        return await self.exchange.db.read(lambda c: queries.get_offer(c, request))
+
+    async def SearchOffers(
+        self, request: exchange_pb2.SearchOffersRequest, context: Any
+    ) -> exchange_pb2.SearchOffersResponse:
+        return await self.exchange.db.scan(lambda c: queries.search_offers(c, request))
+
+    async def WatchOffers(
+        self, request: exchange_pb2.WatchOffersRequest, context: Any
+    ) -> AsyncIterator[exchange_pb2.WatchOffersResponse]:
+        conditions = queries.watch_filter(request)
+        cursor = request.after_cursor
         exchange = self.exchange
+        while True:
+            version = exchange.version
+            read = functools.partial(queries.watched_offers, conditions=conditions, after=cursor)
+            offers = await exchange.db.scan(read)
+            for offer in offers:
+                yield exchange_pb2.WatchOffersResponse(offer=offer)
+                cursor = offer.cursor
+            if len(offers) < queries.WATCH_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(WATCH_POLL_S):
+                        await exchange.wait_for_change(version)
 
-        def read(conn: Connection) -> tuple[PatentState | None, str | None]:
-            return exchange.world(conn).patent(number), home_of(conn, number, None)
+    async def ListLicences(
+        self, request: exchange_pb2.ListLicencesRequest, context: Any
+    ) -> exchange_pb2.ListLicencesResponse:
+        return await self.exchange.db.read(lambda c: queries.list_licences(c, request))
 
-        state, home = await exchange.db.read(read)
-        if state is None:
-            raise PatentNotFoundError(f"no patent {number} is recorded")
-        return exchange_pb2.GetPatentResponse(
-            application_number=number,
-            owners=state.owners,
-            status=state.status,
-            active_offer_id=state.offer.offer_id if state.offer else b"",
-            licence_count=len(state.licences),
-            pledgee=state.pledge.pledgee if state.pledge else "",
-            home=home or "",
-        )
+    async def GetCreditRecord(
+        self, request: exchange_pb2.GetCreditRecordRequest, context: Any
+    ) -> exchange_pb2.GetCreditRecordResponse:
+        return await self.exchange.db.read(lambda c: queries.get_credit_record(c, request))
+
+    async def GetHistory(
+        self, request: exchange_pb2.GetHistoryRequest, context: Any
+    ) -> exchange_pb2.GetHistoryResponse:
+        exchange = self.exchange
+        origin, indices = await exchange.db.read(lambda c: queries.history_indices(c, request))
+        store = await exchange.log(origin)
+        checkpoint = await store.latest_checkpoint()
+        response = exchange_pb2.GetHistoryResponse(origin=origin, checkpoint=checkpoint.note)
+        for index in indices:
+            if index >= checkpoint.size:  # applied after the checkpoint was read
+                break
+            proof, _ = await store.inclusion_proof(index, checkpoint.size)
+            response.entries.append(
+                exchange_pb2.HistoryEntry(index=index, entry=await store.entry(index), proof=proof)
+            )
+        return response
+
+    async def GetStatistics(
+        self, request: exchange_pb2.GetStatisticsRequest, context: Any
+    ) -> exchange_pb2.GetStatisticsResponse:
+        return await self.exchange.db.scan(lambda c: queries.get_statistics(c, request))
 
 
 def _submitted(submitted: Submitted) -> exchange_pb2.SubmitStatementResponse:

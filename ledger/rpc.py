@@ -73,9 +73,7 @@ def register_service(
     for method in service.methods:
         request_type = getattr(module, method.input_type.name)
         response_type = getattr(module, method.output_type.name)
-        impl = getattr(servicer, method.name, None)
-        if impl is None:  # not served yet: gRPC answers UNIMPLEMENTED
-            continue
+        impl = getattr(servicer, method.name)
 
         def decode(data: bytes, request_type: Any = request_type) -> Any:
             try:

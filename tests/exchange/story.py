@@ -98,3 +98,39 @@ def withdrawal(offer_id: bytes, owners: list[SampleParty]) -> pb.SignedStatement
     """``owners`` withdraw the offer."""
     body = pb.OfferWithdrawn(offer_id=offer_id, reason="licensed enough")
     return signed(pb.Statement(offer_withdrawn=body), *((o.party_id, o) for o in owners))
+
+
+def role(
+    party: SampleParty, granted: pb.Role.ValueType, operator: Signer, origin: str
+) -> pb.SignedStatement:
+    """The operator of exchange ``origin`` grants ``party`` a role."""
+    body = pb.RoleGranted(party_id=party.party_id, role=granted)
+    return signed(pb.Statement(role_granted=body), (f"operator:{origin}", operator))
+
+
+def credit_event(
+    party: SampleParty, supervisor: SampleParty, evidence: pb.EntryReference
+) -> pb.SignedStatement:
+    """``supervisor`` records a payment default on ``party``'s credit record."""
+    body = pb.CreditEventRecorded(
+        evidence=[evidence],
+        party_id=party.party_id, kind=pb.CREDIT_EVENT_KIND_PAYMENT_DEFAULT,
+        supervisor=supervisor.party_id, summary="royalty instalment unpaid",
+        occurred_on=date(today()),
+    )  # fmt: skip
+    return signed(pb.Statement(credit_event_recorded=body), (supervisor.party_id, supervisor))
+
+
+def pledge(
+    number: str, owners: list[SampleParty], pledgee: SampleParty, amount_minor: int = 50_000_000
+) -> pb.SignedStatement:
+    """``owners`` pledge patent ``number`` to ``pledgee`` for a one-year loan."""
+    body = pb.PledgeRegistered(
+        application_number=number, pledgors=[o.party_id for o in owners],
+        pledgee=pledgee.party_id,
+        secured_amount=pb.Money(amount_minor=amount_minor, currency="CNY"),
+        debt_start=date(today()), debt_end=date(today() + dt.timedelta(days=365)),
+        contract_reference="LOAN-1",
+    )  # fmt: skip
+    signers = [(o.party_id, o) for o in owners] + [(pledgee.party_id, pledgee)]
+    return signed(pb.Statement(pledge_registered=body), *signers)
