@@ -4,35 +4,80 @@
 [node]
 origin = "local.kaifang.example/log"   # the log's origin (checkpoint first line)
 listen = "127.0.0.1:50051"             # gRPC address, host:port (port 0 picks one)
-database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL
+database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL (sqlite+aiosqlite or
+                                       # postgresql+asyncpg)
 log_key = "log.key"                    # the log's Ed25519 signer key file
 operator_key = "operator.key"          # this exchange operator's key (grants roles)
 register_key = "register.key"          # the register authority's key file; the node
                                        # uses only its public half to check the feed
+metrics_listen = "127.0.0.1:9464"      # Prometheus /metrics over HTTP; "" or "off": none
+log_format = "auto"                    # "json" (one object a line), "text", or "auto":
+                                       # text on a terminal, JSON otherwise
+log_level = "INFO"                     # DEBUG, INFO, WARNING or ERROR
+shutdown_grace_seconds = 5.0           # on SIGTERM/SIGINT, how long in-flight RPCs may run
 ```
 
 Relative paths (the key file, an SQLite database file) are relative to the
 directory of the configuration file, or to the working directory for the
 defaults, which keep everything under ``var/``.
+
+Every key is checked when the file is read, and a bad one is refused with a
+:class:`ConfigError` naming the file, the key and the reason, so that a typo
+never silently falls back to a default or surfaces later as a stack trace.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ledger.errors import KeyFormatError
+from ledger.note import check_key_name
 
 DEFAULT_ORIGIN = "local.kaifang.example/log"
 DEFAULT_LISTEN = "127.0.0.1:50051"
+# 9464 is the port OpenTelemetry's Prometheus exporter uses; loopback only by
+# default, since metrics reveal traffic to whoever can read them.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_DIR = Path("var")
-KEYS = frozenset({"origin", "listen", "database", "log_key", "operator_key", "register_key"})
+DEFAULT_GRACE_S = 5.0
+LOG_FORMATS = ("auto", "json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The async drivers the ledger's Database runs on.
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+KEYS = frozenset(
+    {
+        "origin",
+        "listen",
+        "database",
+        "log_key",
+        "operator_key",
+        "register_key",
+        "metrics_listen",
+        "log_format",
+        "log_level",
+        "shutdown_grace_seconds",
+    }
+)
+_OFF = ("", "off")
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, malformed or inconsistent."""
+    """The configuration is missing, malformed or inconsistent.
+
+    ``key`` names the offending ``[node]`` key when one is to blame.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        """Describe the problem; ``message`` already says where."""
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -46,6 +91,12 @@ class NodeConfig:
     # None: beside the log key, named operator.key / register.key.
     operator_key: Path | None = None
     register_key: Path | None = None
+    # None: no metrics endpoint. A node built in code (tests, benchmarks) asks
+    # for one; the defaults and configuration files have one unless "off".
+    metrics_listen: str | None = None
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    shutdown_grace_seconds: float = DEFAULT_GRACE_S
 
     def operator_key_file(self) -> Path:
         """Where this exchange operator's key is."""
@@ -65,7 +116,28 @@ class NodeConfig:
             log_key=base / "log.key",
             operator_key=base / "operator.key",
             register_key=base / "register.key",
+            metrics_listen=DEFAULT_METRICS_LISTEN,
         )
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) into host and port.
+
+    Raises ``ValueError`` saying what is wrong. Port 0 is allowed: the
+    system picks a free port.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 host in brackets, [{host}]:{port_text}")
+    if not host:
+        raise ValueError(f"{text!r} has an empty host")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port {port_text!r} is not a number in 0..65535")
+    return host, int(port_text)
 
 
 def _resolve_database(url: str, base: Path) -> str:
@@ -77,8 +149,76 @@ def _resolve_database(url: str, base: Path) -> str:
     return url
 
 
+def _check_database(url: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ValueError(f"{url!r} is not an SQLAlchemy URL") from e
+    # Never echo a password back into a log or a terminal.
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername not in DRIVERS:
+        raise ValueError(
+            f"{shown!r}: the driver {parsed.drivername!r} is not one of {', '.join(DRIVERS)}"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # Each connection would get its own empty in-memory database.
+        raise ValueError(f"{shown!r}: name an SQLite file; an in-memory database is not shared")
+
+
+class _Table:
+    """The ``[node]`` table of one file: typed reads that name the key on failure."""
+
+    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
+        self.path = path
+        self.raw = raw
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.path}: [node] {key}: {reason}", key=key)
+
+    def string(self, key: str) -> str:
+        value = self.raw[key]
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {type(value).__name__} {value!r}")
+        return value
+
+    def path_value(self, key: str) -> Path:
+        value = self.string(key)
+        if not value.strip():
+            raise self.error(key, "must name a file")
+        path = Path(value)
+        return path if path.is_absolute() else self.path.parent / path
+
+    def choice(self, key: str, choices: tuple[str, ...], *, fold: bool = False) -> str:
+        value = self.string(key)
+        if fold:
+            value = value.upper()
+        if value not in choices:
+            raise self.error(key, f"{self.raw[key]!r} is not one of {', '.join(choices)}")
+        return value
+
+    def seconds(self, key: str) -> float:
+        value = self.raw[key]
+        # TOML booleans are not numbers, whatever Python thinks.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number of seconds, not {type(value).__name__}")
+        if not math.isfinite(value) or value < 0:
+            raise self.error(key, f"{value} is not a non-negative number of seconds")
+        return float(value)
+
+    def address(self, key: str) -> str:
+        value = self.string(key)
+        try:
+            parse_address(value)
+        except ValueError as e:
+            raise self.error(key, str(e)) from e
+        return value
+
+
 def load_config(path: Path | None) -> NodeConfig:
-    """Read ``path``, or return the defaults if it is None."""
+    """Read ``path``, or return the defaults if it is None.
+
+    Raises :class:`ConfigError` naming the key and the reason for any bad value.
+    """
     if path is None:
         return NodeConfig.defaults()
     try:
@@ -93,27 +233,44 @@ def load_config(path: Path | None) -> NodeConfig:
     unknown = set(node) - KEYS
     if unknown:
         # A misspelt key would otherwise silently fall back to a default.
-        raise ConfigError(f"{path}: unknown [node] keys {sorted(unknown)}; known: {sorted(KEYS)}")
-    base = path.parent
-    config = NodeConfig.defaults(base)
-    try:
-        if "origin" in node:
-            config = replace(config, origin=str(node["origin"]))
-        if "listen" in node:
-            config = replace(config, listen=str(node["listen"]))
-        if "database" in node:
-            config = replace(config, database=_resolve_database(str(node["database"]), base))
-
-        def key_file(name: str) -> Path:
-            key = Path(str(node[name]))
-            return key if key.is_absolute() else base / key
-
-        if "log_key" in node:
-            config = replace(config, log_key=key_file("log_key"))
-        if "operator_key" in node:
-            config = replace(config, operator_key=key_file("operator_key"))
-        if "register_key" in node:
-            config = replace(config, register_key=key_file("register_key"))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(
+            f"{path}: unknown [node] keys {sorted(unknown)}; known: {sorted(KEYS)}",
+            key=sorted(unknown)[0],
+        )
+    table = _Table(path, node)
+    config = NodeConfig.defaults(path.parent)
+    if "origin" in node:
+        origin = table.string("origin")
+        try:
+            # The origin is also the log key's name, so it obeys the key-name rules.
+            check_key_name(origin)
+        except KeyFormatError as e:
+            raise table.error("origin", str(e)) from e
+        config = replace(config, origin=origin)
+    if "listen" in node:
+        config = replace(config, listen=table.address("listen"))
+    if "database" in node:
+        url = table.string("database")
+        try:
+            _check_database(url)
+        except ValueError as e:
+            raise table.error("database", str(e)) from e
+        config = replace(config, database=_resolve_database(url, path.parent))
+    if "log_key" in node:
+        config = replace(config, log_key=table.path_value("log_key"))
+    if "operator_key" in node:
+        config = replace(config, operator_key=table.path_value("operator_key"))
+    if "register_key" in node:
+        config = replace(config, register_key=table.path_value("register_key"))
+    if "metrics_listen" in node:
+        off = table.string("metrics_listen").strip().lower() in _OFF
+        metrics = None if off else table.address("metrics_listen")
+        config = replace(config, metrics_listen=metrics)
+    if "log_format" in node:
+        config = replace(config, log_format=table.choice("log_format", LOG_FORMATS))
+    if "log_level" in node:
+        config = replace(config, log_level=table.choice("log_level", LOG_LEVELS, fold=True))
+    if "shutdown_grace_seconds" in node:
+        grace = table.seconds("shutdown_grace_seconds")
+        config = replace(config, shutdown_grace_seconds=grace)
     return config

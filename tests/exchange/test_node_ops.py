@@ -1,0 +1,179 @@
+"""Running a node: configuration errors and logs.
+
+Against real parts: configuration files on disk, and a real terminal (a
+pseudo-terminal) for the human log format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import os
+import pty
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.config import ConfigError, load_config
+from exchange.logs import configure_logging
+from tests.conftest import ORIGIN
+
+# -- configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ("origin = 5", "origin", "must be a string"),
+        ('origin = ""', "origin", "empty"),
+        ('origin = "a log"', "origin", "space"),
+        ('listen = "50051"', "listen", "not host:port"),
+        ('listen = "127.0.0.1:99999"', "listen", "0..65535"),
+        ('listen = "127.0.0.1:http"', "listen", "0..65535"),
+        ('listen = "::1:50051"', "listen", "brackets"),
+        ('database = "kaifang.db"', "database", "not an SQLAlchemy URL"),
+        ('database = "sqlite:///kaifang.db"', "database", "sqlite+aiosqlite"),
+        ('database = "sqlite+aiosqlite://"', "database", "in-memory"),
+        ('log_key = ""', "log_key", "must name a file"),
+        ("operator_key = 1", "operator_key", "must be a string"),
+        ('register_key = ["a"]', "register_key", "must be a string"),
+        ('metrics_listen = "9464"', "metrics_listen", "not host:port"),
+        ("metrics_listen = false", "metrics_listen", "must be a string"),
+        ('log_format = "xml"', "log_format", "not one of auto, json, text"),
+        ('log_level = "LOUD"', "log_level", "not one of DEBUG"),
+        ("shutdown_grace_seconds = -1", "shutdown_grace_seconds", "non-negative"),
+        ("shutdown_grace_seconds = nan", "shutdown_grace_seconds", "non-negative"),
+        ('shutdown_grace_seconds = "5"', "shutdown_grace_seconds", "number of seconds"),
+        ("shutdown_grace_seconds = true", "shutdown_grace_seconds", "number of seconds"),
+        ('metric_listen = "127.0.0.1:9464"', "metric_listen", "unknown [node] keys"),
+    ],
+)
+def test_a_bad_config_value_is_refused_naming_the_key_and_the_reason(
+    tmp_path: Path, line: str, key: str, reason: str
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f"[node]\n{line}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert refused.value.key == key
+    assert key in str(refused.value)
+    assert reason in str(refused.value)
+    assert str(path) in str(refused.value)
+
+
+def test_a_refused_database_url_does_not_echo_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\ndatabase = "mysql://kaifang:hunter2@db.example/kaifang"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert refused.value.key == "database"
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["[node]\nlisten = ", "[nod]\nlisten = '127.0.0.1:1'\n", "node = 1\n"]
+)
+def test_a_malformed_config_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_the_new_keys_and_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[node]\n")
+    config = load_config(path)
+    assert config.metrics_listen == "127.0.0.1:9464"
+    assert (config.log_format, config.log_level, config.shutdown_grace_seconds) == (
+        "auto",
+        "INFO",
+        5.0,
+    )
+    assert load_config(None).metrics_listen == "127.0.0.1:9464"
+    for off in ('""', '"off"', '"OFF"'):
+        path.write_text(f"[node]\nmetrics_listen = {off}\n")
+        assert load_config(path).metrics_listen is None
+    path.write_text(
+        "[node]\n"
+        'metrics_listen = "[::1]:0"\n'
+        'log_format = "json"\n'
+        'log_level = "debug"\n'
+        "shutdown_grace_seconds = 0\n"
+        'database = "postgresql+asyncpg://kaifang@db.example/kaifang"\n'
+        'log_key = "keys/log.key"\n'
+    )
+    config = load_config(path)
+    assert config.metrics_listen == "[::1]:0"
+    assert (config.log_format, config.log_level, config.shutdown_grace_seconds) == (
+        "json",
+        "DEBUG",
+        0.0,
+    )
+    assert config.log_key == tmp_path / "keys" / "log.key"
+
+
+# -- logs ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Give the root logger back its handlers and level after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_json_logs_are_one_object_a_line_with_extras_and_never_raw_bytes() -> None:
+    out = io.StringIO()  # not a terminal: "auto" means JSON
+    configure_logging("auto", "INFO", out)
+    log = logging.getLogger("kaifang.test")
+    seed = bytes(range(32))
+    log.info("served %d", 3, extra={"origin": ORIGIN, "seed": seed, "level": "x", "名": "开放"})
+    log.debug("not at INFO")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["level"] == "INFO"
+    assert first["logger"] == "kaifang.test"
+    assert first["msg"] == "served 3"
+    assert first["origin"] == ORIGIN
+    assert first["seed"] == "<32 bytes>"  # a key passed by mistake is not written out
+    assert first["level_"] == "x"  # an extra never shadows a core field
+    assert first["名"] == "开放"
+    assert "开放" in lines[0]  # kept readable, not \\u-escaped
+    assert dt.datetime.fromisoformat(first["ts"]).tzinfo == dt.UTC
+    assert first["ts"].endswith("Z")
+    assert second["level"] == "ERROR"
+    assert "ValueError: boom" in second["exc"]
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_text_logs_on_a_terminal() -> None:
+    controller, terminal = pty.openpty()
+    try:
+        with open(terminal, "w", closefd=False) as stream:
+            handler = configure_logging("auto", "INFO", stream)
+            record = logging.LogRecord("kaifang.test", logging.INFO, "", 0, "up", None, None)
+            record.port = 50051
+            line = handler.format(record)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert line.endswith(" INFO kaifang.test up port=50051")
+    dt.datetime.fromisoformat(line.split(" ")[0])
