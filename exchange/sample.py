@@ -1,4 +1,4 @@
-"""A synthetic, reproducible sample of the network's data: parties and patents.
+"""A synthetic, reproducible sample of the network's data: parties, patents, offers.
 
 Everything is derived from a seed, so a test, a benchmark and ``make run``
 see the same data for the same seed. Identifiers are valid (check characters
@@ -6,6 +6,11 @@ computed as the standards say), IPC symbols are real ones from the WIPO IPC,
 regions are real GB/T 2260 division codes, and dates are plausible: grants
 one to four years after filing, terms of 20 years (inventions), 10 (utility
 models) or 15 (designs filed from 2021-06-01, 10 before).
+
+:func:`sample_statements` turns a sample into the signed statements that
+bring it onto a ledger, in an order admission accepts: each party registers
+itself, the register authority records the patents, and owners publish
+open-licence offers on some of the patents in force.
 
 Pure: no I/O; keys are Ed25519 keys derived from the seed, which makes them
 useless for anything but samples.
@@ -20,14 +25,18 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange.admission import LEGAL_TIME_ZONE
 from exchange.identifiers import (
     CREDIT_CODE_CHARACTERS,
     PatentType,
     application_check_character,
     credit_code_check_character,
+    parse_application_number,
 )
-from exchange.statements import party_id_for
+from exchange.register import sign_patents
+from exchange.statements import party_id_for, sign
 from kaifang.exchange.v1 import statements_pb2 as pb
+from ledger.note import Signer
 
 # Real IPC symbols (WIPO IPC 2024.01), with a few words for titles in each area.
 IPC_AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -179,3 +188,97 @@ def generate(seed: int, *, parties: int = 20, patents: int = 100) -> Sample:
             )
         )
     return Sample(tuple(people), tuple(records))
+
+
+def _sample_nonce(now: dt.datetime, index: int) -> bytes:
+    # Deterministic, so that the function stays pure; distinct per statement
+    # and per load time, so that no two sample statements share bytes.
+    return hashlib.sha256(f"kaifang sample nonce {now.isoformat()} {index}".encode()).digest()[:16]
+
+
+def _offer_terms(index: int) -> pb.RoyaltyTerms:
+    """Royalty terms of the ``index``-th sample offer: each payment method in turn."""
+    cny = "CNY"
+    match index % 4:
+        case 0:
+            return pb.RoyaltyTerms(
+                lump_sum=pb.Money(amount_minor=(index + 1) * 500_000_00, currency=cny)
+            )
+        case 1:
+            running = pb.RunningRoyalty(basis=pb.ROYALTY_BASIS_SALES, rate_basis_points=300)
+            return pb.RoyaltyTerms(running=running)
+        case 2:
+            both = pb.EntryFeeAndRoyalty(
+                entry_fee=pb.Money(amount_minor=100_000_00, currency=cny),
+                royalty=pb.RunningRoyalty(basis=pb.ROYALTY_BASIS_PROFIT, rate_basis_points=500),
+            )
+            return pb.RoyaltyTerms(entry_fee_and_royalty=both)
+        case _:
+            return pb.RoyaltyTerms(free=pb.Free())
+
+
+def in_force_on(patent: pb.PatentRecorded, today: dt.date) -> bool:
+    """Whether an open licence may be declared on ``patent`` on ``today``.
+
+    In force, within its term and with its annual fees paid (the rules'
+    ``PATENT_EXPIRED`` and ``FEES_UNPAID`` refusals otherwise).
+    """
+    if patent.status != pb.PATENT_STATUS_IN_FORCE or not patent.HasField("fees_paid_until"):
+        return False
+    expiry = dt.date(patent.expiry_date.year, patent.expiry_date.month, patent.expiry_date.day)
+    paid = patent.fees_paid_until
+    return today <= expiry and today <= dt.date(paid.year, paid.month, paid.day)
+
+
+def sample_statements(
+    sample: Sample, register: Signer, now: dt.datetime, *, offer_every: int = 2
+) -> list[pb.SignedStatement]:
+    """The signed statements that bring ``sample`` onto a ledger, in admission order.
+
+    Every party registers itself (signed with its own key); the register
+    authority records every patent (signed with ``register``, the key the
+    node checks the feed with); the owners of every ``offer_every``-th patent
+    in force on ``now``'s legal date publish an open-licence offer, signed by
+    every owner. Each statement is created at ``now``, so a node must admit
+    them within its replay window of ``now``.
+    """
+    keys = {party.party_id: party.key for party in sample.parties}
+    count = 0
+
+    def next_statement(**body: object) -> pb.Statement:
+        nonlocal count
+        statement = pb.Statement(nonce=_sample_nonce(now, count), **body)  # type: ignore[arg-type]
+        statement.created_at.FromDatetime(now)
+        count += 1
+        return statement
+
+    signed: list[pb.SignedStatement] = []
+    for party in sample.parties:
+        data = next_statement(party_registered=party.registration).SerializeToString()
+        signed.append(
+            pb.SignedStatement(statement=data, signatures=[sign(data, party.party_id, party.key)])
+        )
+
+    def nonce() -> bytes:
+        nonlocal count
+        count += 1
+        return _sample_nonce(now, count - 1)
+
+    signed += sign_patents(sample.patents, register, now, nonce)
+    today = now.astimezone(LEGAL_TIME_ZONE).date()
+    in_force = [p for p in sample.patents if in_force_on(p, today)]
+    for i, patent in enumerate(in_force[::offer_every]):
+        number = parse_application_number(patent.application_number)
+        offer = pb.OfferPublished(
+            application_number=patent.application_number,
+            terms=_offer_terms(i),
+            licence_term_months=12 * (1 + i % 5),
+            evaluation_report=f"EVAL-{today.year}-{i + 1:04d}"
+            if number.needs_evaluation_report
+            else "",
+            description=f"{patent.title}: 开放许可，条件对所有被许可人相同。",
+        )
+        data = next_statement(offer_published=offer).SerializeToString()
+        signatures = [sign(data, owner, keys[owner]) for owner in patent.owners]
+        signed.append(pb.SignedStatement(statement=data, signatures=signatures))
+    return signed

@@ -1,7 +1,8 @@
-"""Running a node: configuration errors and logs.
+"""Running a node: configuration errors, logs, the sample.
 
-Against real parts: configuration files on disk, and a real terminal (a
-pseudo-terminal) for the human log format.
+Against real parts: configuration files on disk, a real terminal (a
+pseudo-terminal) for the human log format, and nodes on loopback ports
+admitting the sample.
 """
 
 from __future__ import annotations
@@ -12,14 +13,38 @@ import json
 import logging
 import os
 import pty
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
-from exchange.config import ConfigError, load_config
+from exchange.config import ConfigError, NodeConfig, load_config
 from exchange.logs import configure_logging
+from exchange.rules import REGISTER
+from exchange.sample import generate, in_force_on, sample_statements
+from exchange.server import RunningNode, start_node
+from exchange.statements import statement_id
+from kaifang.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from kaifang.exchange.v1 import statements_pb2 as pb
+from ledger.db import sqlite_url
+from ledger.keys import load_key_file
+from ledger.note import Signer
 from tests.conftest import ORIGIN
+
+NOW = dt.datetime(2026, 11, 27, 4, 0, tzinfo=dt.UTC)
+
+
+def _config(tmp_path: Path, database: str | None = None, **changes: Any) -> NodeConfig:
+    config = NodeConfig(
+        origin=ORIGIN,
+        listen="127.0.0.1:0",
+        database=database or sqlite_url(tmp_path / "node.db"),
+        log_key=tmp_path / "log.key",
+    )
+    return NodeConfig(**{**config.__dict__, **changes})
+
 
 # -- configuration ----------------------------------------------------------
 
@@ -177,3 +202,53 @@ def test_text_logs_on_a_terminal() -> None:
         os.close(terminal)
     assert line.endswith(" INFO kaifang.test up port=50051")
     dt.datetime.fromisoformat(line.split(" ")[0])
+
+
+# -- the sample ---------------------------------------------------------------
+
+
+def test_sample_statements_are_reproducible_distinct_and_in_admission_order() -> None:
+    sample = generate(1, parties=20, patents=100)
+    register = Signer.generate(REGISTER)
+    first = sample_statements(sample, register, NOW)
+    again = sample_statements(sample, register, NOW)
+    assert [s.SerializeToString() for s in first] == [s.SerializeToString() for s in again]
+    assert len({statement_id(s.statement) for s in first}) == len(first)
+    kinds = [pb.Statement.FromString(s.statement).WhichOneof("body") for s in first]
+    offers = kinds.count("offer_published")
+    assert (
+        kinds
+        == ["party_registered"] * 20 + ["patent_recorded"] * 100 + ["offer_published"] * offers
+    )
+    today = NOW.date()  # 04:00 UTC is noon of the same day in China
+    in_force = [p for p in sample.patents if in_force_on(p, today)]
+    assert offers == (len(in_force) + 1) // 2 > 0
+
+
+@pytest.fixture
+async def node(db_url: str, tmp_path: Path) -> AsyncIterator[RunningNode]:
+    async with start_node(_config(tmp_path, db_url)) as running:
+        yield running
+
+
+async def test_every_sample_statement_is_admitted_by_a_node(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    sample = generate(1)
+    register = load_key_file(tmp_path / "register.key")  # the key the node checks the feed with
+    statements = sample_statements(sample, register, dt.datetime.now(dt.UTC))
+    for signed in statements:
+        submitted = await node.exchange.submit(signed)
+        assert not submitted.duplicate
+    assert (await node.store.latest_checkpoint()).size == len(statements)
+    offers: dict[str, bytes] = {}
+    for signed in statements:
+        statement = pb.Statement.FromString(signed.statement)
+        if statement.HasField("offer_published"):
+            offers[statement.offer_published.application_number] = statement_id(signed.statement)
+    assert offers
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+        for number, offer_id in offers.items():
+            state = await stub.GetPatent(exchange_pb2.GetPatentRequest(application_number=number))
+            assert state.active_offer_id == offer_id
