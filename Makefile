@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the virtual environment and install the project.
 
-run: $(STAMP) ## Set up, migrate var/kaifang.db and run a node on 127.0.0.1:50051.
-	$(VENV)/bin/kaifang node
+run: $(STAMP) ## Set up and run a node on 127.0.0.1:50051 (var/kaifang.db; the sample loaded into an empty log).
+	$(VENV)/bin/kaifang node --sample
 
 test: $(STAMP) ## Set up and run every test (SQLite and PostgreSQL legs).
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -80,10 +79,18 @@ async def _with_db(url: str, body: Callable[[Database], Awaitable[int]]) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from exchange.logs import configure_logging
+    from exchange.sample import generate
     from exchange.server import run_node  # grpc is only needed by the node
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_node(_config(args)))
+    config = _config(args)
+    configure_logging(config.log_format, config.log_level)
+    sample = None
+    if args.sample:
+        sample = generate(
+            args.sample_seed, parties=args.sample_parties, patents=args.sample_patents
+        )
+    asyncio.run(run_node(config, sample=sample))
     return 0
 
 
@@ -249,7 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    node = commands.add_parser("node", help="run an exchange node")
+    node = commands.add_parser(
+        "node", help="run an exchange node until SIGTERM or SIGINT (then stop gracefully)"
+    )
+    # Also accepted after the command (`kaifang node --config F`); SUPPRESS
+    # keeps an absent one from hiding `kaifang --config F node`.
+    node.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    node.add_argument(
+        "--sample",
+        action="store_true",
+        help="if the log is empty, load the synthetic sample (parties, patents, offers)",
+    )
+    node.add_argument("--sample-seed", type=int, default=1, help="the sample's seed (default 1)")
+    node.add_argument("--sample-parties", type=_positive, default=20, help="default 20")
+    node.add_argument("--sample-patents", type=_positive, default=100, help="default 100")
     node.set_defaults(func=cmd_node)
 
     db_help = "SQLAlchemy URL or SQLite file path (default: the node's configured database)"

@@ -1,26 +1,46 @@
-"""The node process: migrate, load the log key, serve the gRPC APIs until stopped.
+"""The node process: migrate, load the keys, serve the gRPC APIs and metrics until stopped.
 
-Serves ``kaifang.ledger.v1.LedgerService`` plus the standard gRPC health and
-reflection services, so that generic tools (grpcurl, grpc-health-probe) work
-against a node without the project's protos.
+Serves ``kaifang.ledger.v1.LedgerService`` and ``kaifang.exchange.v1.ExchangeService``
+plus the standard gRPC health and reflection services, so that generic tools
+(grpcurl, grpc-health-probe) work against a node without the project's
+protos, and Prometheus metrics (:mod:`exchange.metrics`) over HTTP.
+
+Stopping (SIGTERM or SIGINT, or leaving :func:`start_node`) is graceful and
+in this order, each step relying on the one before:
+
+1. health says NOT_SERVING, so that load balancers stop sending work;
+2. the gRPC server refuses new RPCs and gives those in flight the grace
+   period (``shutdown_grace_seconds``) to finish;
+3. the exchange admits what is queued, and the sequencer writes what it
+   holds and stops;
+4. the log is sealed: a signed checkpoint covers every entry (one is signed
+   only if the latest does not already);
+5. the metrics endpoint stops and the database is released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
-from exchange.config import ConfigError, NodeConfig
+from exchange.config import ConfigError, NodeConfig, parse_address
+from exchange.errors import ExchangeError
+from exchange.metrics import LEDGER_SIZE
 from exchange.node import Exchange
 from exchange.rules import REGISTER
+from exchange.sample import Sample, sample_statements
 from exchange.service import ExchangeService, add_exchange_service
 from kaifang.exchange.v1 import exchange_pb2
 from kaifang.ledger.v1 import ledger_pb2
@@ -33,26 +53,97 @@ from ledger.store import LogStore, Sequencer
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 << 20
-GRACE_S = 5.0
 # Key name of an exchange operator's key (roles are signed "operator:<origin>").
 OPERATOR_KEY_NAME = "operator"
 
 
 @dataclass(frozen=True)
 class RunningNode:
-    """A started node: its bound port, its log and key, and its gRPC server."""
+    """A started node: its bound ports, its log and key, and its gRPC server."""
 
     port: int
     store: LogStore
     signer: Signer
     server: grpc.aio.Server
     exchange: Exchange
+    # The bound port of the metrics endpoint; None when metrics are off.
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """The Prometheus HTTP endpoint, served from a thread of its own."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self.server.server_port)
+
+    async def stop(self) -> None:
+        """Stop serving and close the socket."""
+        # shutdown() blocks until the serving loop notices; not on the event loop.
+        await asyncio.to_thread(self.server.shutdown)
+        self.server.server_close()
+        await asyncio.to_thread(self.thread.join)
+
+
+def start_metrics(address: str) -> MetricsEndpoint:
+    """Serve the process's Prometheus registry at ``http://address/metrics``.
+
+    Raises :class:`ConfigError` naming ``metrics_listen`` if the address cannot be bound.
+    """
+    try:
+        host, port = parse_address(address)
+        server, thread = start_http_server(port, host)
+    except (ValueError, OSError) as e:
+        raise ConfigError(
+            f"metrics_listen: cannot listen on {address}: {e}", key="metrics_listen"
+        ) from e
+    return MetricsEndpoint(server, thread)
+
+
+async def load_sample(exchange: Exchange, register: Signer, sample: Sample) -> int:
+    """Admit ``sample``'s statements if the node's log is empty; return how many.
+
+    A log that already holds entries is left alone, so that restarting a node
+    started with the sample loads nothing twice. A statement refused raises
+    its :class:`~exchange.errors.ExchangeError`: the sample is meant to be
+    admissible, so a refusal is a bug to hear about, not to skip.
+    """
+    if (await exchange.store.latest_checkpoint()).size:
+        log.info("log is not empty; sample not loaded", extra={"origin": exchange.origin})
+        return 0
+    statements = sample_statements(sample, register, dt.datetime.now(dt.UTC))
+    # One ordered submission: each statement sees what those before it did,
+    # and the exchange shares transactions and checkpoints among them.
+    for outcome in await exchange.submit_many(statements):
+        if isinstance(outcome, ExchangeError):
+            raise outcome
+    log.info(
+        "sample loaded",
+        extra={
+            "statements": len(statements),
+            "parties": len(sample.parties),
+            "patents": len(sample.patents),
+        },
+    )
+    return len(statements)
 
 
 @asynccontextmanager
-async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
-    """Start a node for ``config``; stop it and release the database on exit."""
+async def start_node(
+    config: NodeConfig, *, sample: Sample | None = None
+) -> AsyncIterator[RunningNode]:
+    """Start a node for ``config``; stop it gracefully and release the database on exit.
+
+    With ``sample``, an empty log is first loaded with the sample's
+    statements (see :func:`load_sample`); health turns SERVING after that.
+    """
     db = Database(config.database)
+    metrics: MetricsEndpoint | None = None
     try:
         await db.migrate()
         signer = load_or_create_key_file(config.log_key, config.origin)
@@ -71,14 +162,17 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
         # feed. A local node creates both (a network file will name them).
         operator = load_or_create_key_file(config.operator_key_file(), OPERATOR_KEY_NAME)
         register = load_or_create_key_file(config.register_key_file(), REGISTER)
+        sequencer = Sequencer(store, signer)
         exchange = Exchange(
             db,
             store,
-            Sequencer(store, signer),
+            sequencer,
             register_key=register.public_key,
             operator_keys={config.origin: operator.public_key},
         )
         await exchange.catch_up()
+        if sample is not None:
+            await load_sample(exchange, register, sample)
         add_exchange_service(ExchangeService(exchange), server)
         # grpc-stubs does not know the asyncio health servicer.
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -91,28 +185,59 @@ async def start_node(config: NodeConfig) -> AsyncIterator[RunningNode]:
         try:
             port = server.add_insecure_port(config.listen)
         except RuntimeError as e:
-            raise ConfigError(f"cannot listen on {config.listen}: {e}") from e
+            raise ConfigError(f"listen: cannot listen on {config.listen}: {e}", key="listen") from e
+        LEDGER_SIZE.labels(origin=store.origin).set((await store.latest_checkpoint()).size)
+        if config.metrics_listen is not None:
+            metrics = start_metrics(config.metrics_listen)
         await server.start()
         for name in ("", ledger_name, exchange_name):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         try:
-            yield RunningNode(port, store, signer, server, exchange)
+            yield RunningNode(
+                port, store, signer, server, exchange, metrics.port if metrics else None
+            )
         finally:
+            grace = config.shutdown_grace_seconds
+            log.info("stopping", extra={"grace_seconds": grace})
             await health_servicer.enter_graceful_shutdown()
-            await server.stop(GRACE_S)
+            await server.stop(grace)
+            await exchange.close()
+            await sequencer.close()
+            # Every append signs its checkpoint in the same transaction, so
+            # this normally signs nothing; it makes sure of it before exit.
+            _, sealed = await store.sequence([], signer)
+            LEDGER_SIZE.labels(origin=store.origin).set(sealed.size)
+            log.info("log sealed", extra={"origin": store.origin, "size": sealed.size})
     finally:
+        if metrics is not None:
+            await metrics.stop()
         await db.dispose()
 
 
-async def run_node(config: NodeConfig) -> None:
-    """Run a node until SIGINT or SIGTERM."""
+async def run_node(config: NodeConfig, *, sample: Sample | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
-    async with start_node(config) as node:
-        host = config.listen.rsplit(":", 1)[0]
-        log.info("log %s, verifier key %s", config.origin, node.signer.verifier_key())
-        log.info("serving kaifang.ledger.v1 and kaifang.exchange.v1 on %s:%d", host, node.port)
-        await stop.wait()
-        log.info("stopping")
+    try:
+        async with start_node(config, sample=sample) as node:
+            host = config.listen.rsplit(":", 1)[0]
+            log.info(
+                "serving kaifang.ledger.v1 and kaifang.exchange.v1 on %s:%d",
+                host,
+                node.port,
+                extra={
+                    "origin": config.origin,
+                    # The verifier key is the public half: what clients check against.
+                    "verifier_key": node.signer.verifier_key(),
+                    "port": node.port,
+                    "metrics_port": node.metrics_port,
+                },
+            )
+            await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    log.info("stopped")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import text
 
-from clients.cli import main
+from clients.cli import build_parser, main
 from ledger.checkpoint import open_checkpoint
 from ledger.merkle import leaf_hash, root_hash, verify_consistency
 from ledger.note import Verifier
@@ -239,3 +239,24 @@ def test_a_lost_key_file_does_not_become_the_logs_key(
     assert code == 1
     assert "not the key of log" in err
     assert run(capsys, "ledger", "fsck", "--db", db)[0] == 0
+
+
+def test_node_takes_its_config_before_or_after_the_command() -> None:
+    parser = build_parser()
+    after = parser.parse_args(["node", "--config", "a.toml", "--sample", "--sample-seed", "3"])
+    assert (after.config, after.sample, after.sample_seed) == (Path("a.toml"), True, 3)
+    before = parser.parse_args(["--config", "b.toml", "node"])
+    assert (before.config, before.sample) == (Path("b.toml"), False)
+
+
+def test_node_refuses_a_bad_config_naming_the_key_and_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nmetrics_listen = "localhost"\n')
+    code, _, err = run(capsys, "node", "--config", str(config))
+    assert code == 1
+    assert err.startswith("kaifang: error:")
+    assert "metrics_listen" in err
+    assert "not host:port" in err
+    assert not (tmp_path / "kaifang.db").exists()  # refused before anything was created

@@ -1,38 +1,49 @@
-"""Running a node: configuration errors, logs, the sample.
+"""Running a node: configuration errors, metrics, logs, the sample, graceful shutdown.
 
-Against real parts: configuration files on disk, a real terminal (a
-pseudo-terminal) for the human log format, and nodes on loopback ports
-admitting the sample.
+Against real parts: nodes on loopback ports, metrics scraped over HTTP,
+a node in a process of its own stopped with a real signal, and the database
+it leaves behind opened and checked afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
 import logging
 import os
 import pty
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.config import ConfigError, NodeConfig, load_config
 from exchange.logs import configure_logging
 from exchange.rules import REGISTER
 from exchange.sample import generate, in_force_on, sample_statements
 from exchange.server import RunningNode, start_node
-from exchange.statements import statement_id
+from exchange.statements import sign, statement_id
 from kaifang.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from kaifang.exchange.v1 import statements_pb2 as pb
-from ledger.db import sqlite_url
+from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.db import Database, sqlite_url
 from ledger.keys import load_key_file
 from ledger.note import Signer
+from ledger.store import LogStore
 from tests.conftest import ORIGIN
 
+REPO = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 11, 27, 4, 0, tzinfo=dt.UTC)
 
 
@@ -44,6 +55,33 @@ def _config(tmp_path: Path, database: str | None = None, **changes: Any) -> Node
         log_key=tmp_path / "log.key",
     )
     return NodeConfig(**{**config.__dict__, **changes})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample at http://127.0.0.1:port/metrics, by name and labels."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _registration(seed: int) -> pb.SignedStatement:
+    party = generate(seed, parties=1, patents=1).parties[0]
+    statement = pb.Statement(nonce=b"r" * 16, party_registered=party.registration)
+    statement.created_at.GetCurrentTime()
+    data = statement.SerializeToString()
+    return pb.SignedStatement(statement=data, signatures=[sign(data, party.party_id, party.key)])
 
 
 # -- configuration ----------------------------------------------------------
@@ -252,3 +290,186 @@ async def test_every_sample_statement_is_admitted_by_a_node(
         for number, offer_id in offers.items():
             state = await stub.GetPatent(exchange_pb2.GetPatentRequest(application_number=number))
             assert state.active_offer_id == offer_id
+
+
+async def test_a_node_started_with_the_sample_loads_it_once(tmp_path: Path) -> None:
+    sample = generate(2, parties=5, patents=20)
+    config = _config(tmp_path)
+    async with start_node(config, sample=sample) as node:
+        size = (await node.store.latest_checkpoint()).size
+        assert size >= 25
+    async with start_node(config, sample=sample) as node:
+        assert (await node.store.latest_checkpoint()).size == size
+
+
+# -- metrics ------------------------------------------------------------------
+
+
+async def test_metrics_are_served_over_http_with_the_ledger_size(tmp_path: Path) -> None:
+    config = _config(tmp_path, metrics_listen="127.0.0.1:0")
+    async with start_node(config, sample=generate(3, parties=4, patents=10)) as node:
+        assert node.metrics_port
+        size = (await node.store.latest_checkpoint()).size
+        assert size >= 14
+        samples = await asyncio.to_thread(_scrape, node.metrics_port)
+        assert samples[("kaifang_ledger_size", (("origin", ORIGIN),))] == size
+        # The node's other metrics are exported by the same endpoint.
+        assert ("kaifang_sequencing_seconds_count", ()) in samples
+    with pytest.raises(OSError):  # the endpoint is gone with the node
+        await asyncio.to_thread(_scrape, node.metrics_port)
+
+
+async def test_metrics_off_and_a_busy_metrics_port(tmp_path: Path) -> None:
+    async with start_node(_config(tmp_path)) as node:
+        assert node.metrics_port is None
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        with pytest.raises(ConfigError) as refused:
+            async with start_node(_config(tmp_path, metrics_listen=address)):
+                pass
+    assert refused.value.key == "metrics_listen"
+    assert address in str(refused.value)
+
+
+# -- graceful shutdown ----------------------------------------------------------
+
+
+async def test_shutdown_lets_in_flight_rpcs_finish_refuses_new_ones_and_seals_the_log(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, shutdown_grace_seconds=30.0)
+    started, stop, entered, gate = (asyncio.Event() for _ in range(4))
+    nodes: list[RunningNode] = []
+
+    async def serve() -> None:
+        async with start_node(config) as node:
+            db = node.store.db
+            original = db.write
+
+            async def held(work: Any) -> Any:
+                # Hold the node's next write (the submission's transaction)
+                # until the test lets it go: an RPC still in flight.
+                entered.set()
+                await gate.wait()
+                return await original(work)
+
+            db.write = held  # type: ignore[method-assign]
+            nodes.append(node)
+            started.set()
+            await stop.wait()
+
+    serving = asyncio.create_task(serve())
+    await started.wait()
+    address = f"127.0.0.1:{nodes[0].port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+        request = exchange_pb2.SubmitStatementRequest(signed=_registration(41))
+
+        async def in_flight() -> exchange_pb2.SubmitStatementResponse:
+            return await stub.SubmitStatement(request)
+
+        submit = asyncio.create_task(in_flight())
+        await asyncio.wait_for(entered.wait(), 10)
+        stop.set()
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+        # New RPCs are refused while the one in flight is still running.
+        refused: grpc.StatusCode | None = None
+        for _ in range(50):
+            async with grpc.aio.insecure_channel(address) as fresh:
+                try:
+                    await ledger_pb2_grpc.LedgerServiceStub(fresh).GetCheckpoint(
+                        ledger_pb2.GetCheckpointRequest(), timeout=1
+                    )
+                except grpc.aio.AioRpcError as e:
+                    refused = e.code()
+            if refused is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert refused == grpc.StatusCode.UNAVAILABLE, "the stopping node accepts new RPCs"
+        assert not submit.done()
+        gate.set()
+        response = await asyncio.wait_for(submit, 10)
+    await asyncio.wait_for(serving, 10)
+    assert response.index == 0
+    db = Database(config.database)
+    try:
+        store = await LogStore.open(db, ORIGIN)
+        assert (await store.latest_checkpoint()).size == await store.fsck() == 1
+    finally:
+        await db.dispose()
+
+
+async def _wait_serving(address: str, process: asyncio.subprocess.Process) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            assert process.returncode is None, "the node exited before serving"
+            try:
+                answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.aio.AioRpcError:
+                answer = None
+            if answer is not None and answer.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            await asyncio.sleep(0.1)
+    pytest.fail("the node did not become SERVING")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_node_process_stops_cleanly_on_a_signal(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    port, metrics_port = _free_port(), _free_port()
+    config = tmp_path / "node.toml"
+    config.write_text(
+        "[node]\n"
+        f'origin = "{ORIGIN}"\n'
+        f'listen = "127.0.0.1:{port}"\n'
+        f'metrics_listen = "127.0.0.1:{metrics_port}"\n'
+        'database = "sqlite+aiosqlite:///node.db"\n'
+        'log_format = "json"\n'
+    )
+    argv = [sys.executable, "-m", "clients.cli", "node", "--config", str(config)]
+    argv += ["--sample", "--sample-seed", "4", "--sample-parties", "4", "--sample-patents", "10"]
+    stderr_path = tmp_path / "stderr"
+    with stderr_path.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    try:
+        address = f"127.0.0.1:{port}"
+        await _wait_serving(address, process)
+        samples = await asyncio.to_thread(_scrape, metrics_port)
+        loaded = samples[("kaifang_ledger_size", (("origin", ORIGIN),))]
+        assert loaded >= 14  # 4 parties, 10 patents and the offers
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+            request = exchange_pb2.SubmitStatementRequest(signed=_registration(42))
+            assert (await stub.SubmitStatement(request)).index == loaded
+        process.send_signal(sig)
+        code = await asyncio.wait_for(process.wait(), 15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = stderr_path.read_text(encoding="utf-8")
+    assert code == 0, log
+    lines = [json.loads(line) for line in log.splitlines()]
+    assert all({"ts", "level", "logger", "msg"} <= line.keys() for line in lines)
+    messages = [line["msg"] for line in lines]
+    assert messages[-3:] == ["stopping", "log sealed", "stopped"]
+    assert lines[-2]["size"] == loaded + 1
+    for name in ("log.key", "operator.key", "register.key"):
+        secret = (tmp_path / name).read_text().strip().rsplit("+", 1)[1]
+        assert secret not in log
+    db = Database(sqlite_url(tmp_path / "node.db"))
+    try:
+        store = await LogStore.open(db, ORIGIN)
+        # The latest signed checkpoint covers every entry the process wrote.
+        assert (await store.latest_checkpoint()).size == await store.fsck() == loaded + 1
+    finally:
+        await db.dispose()
