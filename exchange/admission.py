@@ -68,7 +68,17 @@ PARTY_KINDS = frozenset(
 )
 
 
-class World(Protocol):
+class Subjects(Protocol):
+    """What finding a statement's subject reads: what earlier statements are about."""
+
+    def patent_of(self, statement_id: bytes) -> str | None:
+        """The application number of the patent a sequenced statement is about."""
+
+    def party_of_event(self, event_id: bytes) -> str | None:
+        """The party whose record holds credit event ``event_id``."""
+
+
+class World(Subjects, Protocol):
     """What admission reads: the current state, as the views hold it."""
 
     def register_key(self) -> bytes:
@@ -153,7 +163,7 @@ def verify_signatures(
     return frozenset(verified)
 
 
-def _patent_number(statement: pb.Statement, kind: str, world: World) -> str | None:
+def _patent_number(statement: pb.Statement, kind: str, world: Subjects) -> str | None:
     body = getattr(statement, kind)
     if getattr(body, "application_number", ""):
         return str(body.application_number)
@@ -163,7 +173,7 @@ def _patent_number(statement: pb.Statement, kind: str, world: World) -> str | No
     return None
 
 
-def subject_of(statement: pb.Statement, world: World) -> tuple[str | None, str | None]:
+def subject_of(statement: pb.Statement, world: Subjects) -> tuple[str | None, str | None]:
     """The (patent, party) a statement is about: exactly one of them is set when known."""
     kind = statement.WhichOneof("body")
     assert kind is not None

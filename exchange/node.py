@@ -40,14 +40,18 @@ from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, Rule
 from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
 from exchange.statements import statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
+from exchange.viewstore import MemoryViewStore, SqlViewStore
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
+from ledger.models import Log
 from ledger.store import MAX_ENTRY_SIZE as MAX_ENTRY
 from ledger.store import Appender, LogStore, Sequencer
 
 # Statements per transaction: enough to share one commit and one signature
 # widely, small enough that the write lock is held for tens of milliseconds.
 MAX_BATCH = 256
+# Log entries applied to the views per transaction when catching up or rebuilding.
+APPLY_CHUNK = 1000
 # Statements one batch request may carry (register feeds, bulk imports).
 MAX_SUBMIT_BATCH = 1000
 
@@ -269,24 +273,62 @@ class Exchange:
         if len(entry) > MAX_ENTRY:
             raise InvalidFieldError("signed", f"the log entry would be {len(entry)} bytes")
         (index,) = appender.extend([entry])
-        apply_entry(conn, world, self.origin, index, entry)
+        apply_entry(world, self.origin, index, entry)
         metrics.ADMISSIONS.labels(admitted.kind, "admitted").inc()
         return _Placed(sid, self.origin, index, duplicate=False)
 
-    def _apply(self, index: int, data: bytes, conn: Connection) -> None:
-        apply_entry(conn, self.world(conn), self.origin, index, data)
-
     async def catch_up(self) -> int:
         """Apply the entries of the node's own log that the views have not seen; count them."""
-        size = (await self.store.latest_checkpoint()).size
-        query = select(ViewCursor.next_index).where(ViewCursor.origin == self.origin)
-        start = await self.db.read(lambda c: c.execute(query).scalar_one_or_none()) or 0
-        applied = 0
-        async for rows in self.store.entries(start, size):
-            for index, data in rows:
-                await self.db.write(functools.partial(self._apply, index, data))
-                applied += 1
+        applied = await apply_log(self.db, self.store)
+        if applied:
+            await self.views_changed()
         return applied
+
+
+async def apply_log(db: Database, store: LogStore, *, chunk: int = APPLY_CHUNK) -> int:
+    """Apply ``store``'s signed entries that the views have not seen, in order; count them.
+
+    Entries are applied ``chunk`` per transaction, each transaction moving the
+    origin's cursor with them, so that an interrupted run resumes where it
+    stopped and memory stays bounded whatever the log's size.
+    """
+    size = (await store.latest_checkpoint()).size
+    query = select(ViewCursor.next_index).where(ViewCursor.origin == store.origin)
+    start = await db.read(lambda c: c.execute(query).scalar_one_or_none()) or 0
+    applied = 0
+    async for rows in store.entries(start, size, batch=chunk):
+        await db.write(functools.partial(_apply_rows, store.origin, rows))
+        applied += len(rows)
+    return applied
+
+
+def _apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection) -> None:
+    store = SqlViewStore(conn)
+    for index, data in rows:
+        apply_entry(store, origin, index, data)
+
+
+async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
+    """Replace the views by a rebuild from every log the database holds; count the entries.
+
+    The logs are applied in memory (each in its own order: a statement is
+    sequenced only in its subject's home log, so logs are independent) and
+    the views are then replaced in one transaction: readers see the old
+    views or the new, never a half-built one, and an interrupted rebuild
+    leaves the old views in place. Memory grows with the size of the views.
+    """
+    views = MemoryViewStore()
+    origins = await db.read(lambda c: list(c.execute(select(Log.origin)).scalars()))
+    applied = 0
+    for origin in sorted(origins):
+        store = await LogStore.open(db, origin)
+        size = (await store.latest_checkpoint()).size
+        async for rows in store.entries(0, size, batch=chunk):
+            for index, data in rows:
+                apply_entry(views, origin, index, data)
+            applied += len(rows)
+    await db.write(views.write)
+    return applied
 
 
 def home_of(conn: Connection, patent: str | None, party: str | None) -> str | None:

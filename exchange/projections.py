@@ -1,11 +1,12 @@
 """Query views of transactions: offers, licences, transfers, pledges, disputes, credit events.
 
 :func:`project` is called by :func:`exchange.views.apply_entry` for every
-applied entry, on the same connection, after the subject's state was
-updated: it inserts a row for each new transaction and updates the status
-of the ones the statement touches. Rows are keyed by the statement id of
-the statement that created them, which is also how later statements refer
-to them (``offer_id``, ``license_id``, ``pledge_id``, …).
+applied entry, through the same :class:`~exchange.viewstore.ViewStore`,
+after the subject's state was updated: it inserts a row for each new
+transaction and updates the status of the ones the statement touches.
+Rows are keyed by the statement id of the statement that created them,
+which is also how later statements refer to them (``offer_id``,
+``license_id``, ``pledge_id``, …).
 """
 
 from __future__ import annotations
@@ -13,20 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Connection, func, insert, select, text, update
-
 from exchange.models import (
     CreditEventRow,
     DisputeRow,
     LicenceRow,
     OfferIpcRow,
     OfferRow,
-    PatentRow,
     PledgeRow,
     TransferRow,
 )
 from exchange.rules import PatentState, up_front
 from exchange.statements import to_date
+from exchange.viewstore import ViewStore
 from kaifang.exchange.v1 import exchange_pb2
 from kaifang.exchange.v1 import statements_pb2 as pb
 
@@ -49,17 +48,8 @@ def _ids(values: object) -> str:
     return json.dumps(list(values))  # type: ignore[call-overload]
 
 
-def _next_seq(conn: Connection) -> int:
-    if conn.dialect.name == "postgresql":
-        # Watchers resume after the highest cursor they saw: offers must become
-        # visible in cursor order, so their numbering is serialised.
-        conn.execute(text("LOCK TABLE offers IN EXCLUSIVE MODE"))
-    last = conn.execute(select(func.max(OfferRow.seq))).scalar_one_or_none()
-    return 1 if last is None else int(last) + 1
-
-
 def project(
-    conn: Connection,
+    store: ViewStore,
     statement: pb.Statement,
     sid: bytes,
     origin: str,
@@ -78,18 +68,16 @@ def project(
             if kind == "offer_withdrawn"
             else exchange_pb2.OFFER_STATUS_ENDED
         )
-        conn.execute(
-            update(OfferRow).where(OfferRow.offer_id == ended.offer_id).values(status=status)
-        )
+        store.update(OfferRow, ended.offer_id, {"status": status})
     if kind == "offer_published":
-        _offer(conn, statement.offer_published, sid, place, sequenced_at, before)
+        _offer(store, statement.offer_published, sid, place, sequenced_at, before)
     elif kind == "license_accepted":
         a = statement.license_accepted
         assert after is not None
         assert before is not None
         licence = after.licences[-1]
-        conn.execute(
-            insert(LicenceRow).values(
+        store.insert(
+            LicenceRow, dict(
                 license_id=sid, application_number=after.application_number,
                 licensee=a.licensee, licensors=_ids(before.owners), type=licence.type,
                 start_date=licence.start.isoformat(), end_date=licence.end.isoformat(),
@@ -97,17 +85,13 @@ def project(
                 recordal_due=licence.recordal_due.isoformat(), recordal_number=None, **place,
             )
         )  # fmt: skip
-        conn.execute(
-            update(OfferRow)
-            .where(OfferRow.offer_id == a.offer_id)
-            .values(acceptances=OfferRow.acceptances + 1)
-        )
+        store.increment(OfferRow, a.offer_id, "acceptances")
     elif kind == "license_granted":
         g = statement.license_granted
         assert after is not None
         licence = after.licences[-1]
-        conn.execute(
-            insert(LicenceRow).values(
+        store.insert(
+            LicenceRow, dict(
                 license_id=sid, application_number=after.application_number,
                 licensee=g.licensee, licensors=_ids(g.licensors), type=g.type,
                 start_date=licence.start.isoformat(), end_date=licence.end.isoformat(),
@@ -117,16 +101,12 @@ def project(
         )  # fmt: skip
     elif kind == "license_recorded":
         r = statement.license_recorded
-        conn.execute(
-            update(LicenceRow)
-            .where(LicenceRow.license_id == r.license_id)
-            .values(recordal_number=r.recordal_number)
-        )
+        store.update(LicenceRow, r.license_id, {"recordal_number": r.recordal_number})
     elif kind == "transfer_registered":
         t = statement.transfer_registered
         price = t.price if t.HasField("price") else None
-        conn.execute(
-            insert(TransferRow).values(
+        store.insert(
+            TransferRow, dict(
                 transfer_id=sid, application_number=t.application_number,
                 assignors=_ids(t.assignors), assignees=_ids(t.assignees),
                 price_minor=price.amount_minor if price else None,
@@ -135,8 +115,8 @@ def project(
         )  # fmt: skip
     elif kind == "pledge_registered":
         p = statement.pledge_registered
-        conn.execute(
-            insert(PledgeRow).values(
+        store.insert(
+            PledgeRow, dict(
                 pledge_id=sid, application_number=p.application_number,
                 pledgors=_ids(p.pledgors), pledgee=p.pledgee,
                 amount_minor=p.secured_amount.amount_minor, currency=p.secured_amount.currency,
@@ -145,15 +125,11 @@ def project(
             )
         )  # fmt: skip
     elif kind == "pledge_released":
-        conn.execute(
-            update(PledgeRow)
-            .where(PledgeRow.pledge_id == statement.pledge_released.pledge_id)
-            .values(released=True)
-        )
+        store.update(PledgeRow, statement.pledge_released.pledge_id, {"released": True})
     elif kind == "dispute_filed":
         d = statement.dispute_filed
-        conn.execute(
-            insert(DisputeRow).values(
+        store.insert(
+            DisputeRow, dict(
                 dispute_id=sid, application_number=d.application_number,
                 subject_id=d.subject_id, kind=d.kind, claimant=d.claimant,
                 respondents=_ids(d.respondents), summary=d.summary,
@@ -162,15 +138,11 @@ def project(
         )  # fmt: skip
     elif kind == "mediation_recorded":
         m = statement.mediation_recorded
-        conn.execute(
-            update(DisputeRow)
-            .where(DisputeRow.dispute_id == m.dispute_id)
-            .values(outcome=m.outcome, mediator=m.mediator)
-        )
+        store.update(DisputeRow, m.dispute_id, {"outcome": m.outcome, "mediator": m.mediator})
     elif kind == "credit_event_recorded":
         c = statement.credit_event_recorded
-        conn.execute(
-            insert(CreditEventRow).values(
+        store.insert(
+            CreditEventRow, dict(
                 event_id=sid, party_id=c.party_id, kind=c.kind, supervisor=c.supervisor,
                 summary=c.summary,
                 occurred_on=iso(c.occurred_on, "occurred_on")
@@ -181,15 +153,11 @@ def project(
         )  # fmt: skip
     elif kind == "credit_event_repaired":
         r2 = statement.credit_event_repaired
-        conn.execute(
-            update(CreditEventRow)
-            .where(CreditEventRow.event_id == r2.event_id)
-            .values(repaired_by=r2.supervisor)
-        )
+        store.update(CreditEventRow, r2.event_id, {"repaired_by": r2.supervisor})
 
 
 def _offer(
-    conn: Connection,
+    store: ViewStore,
     o: pb.OfferPublished,
     sid: bytes,
     place: dict[str, object],
@@ -197,18 +165,15 @@ def _offer(
     before: PatentState | None,
 ) -> None:
     assert before is not None
-    patent = conn.execute(
-        select(PatentRow.title, PatentRow.region, PatentRow.ipcs).where(
-            PatentRow.application_number == o.application_number
-        )
-    ).one()
+    patent = store.patent_info(o.application_number)
+    assert patent is not None
     ipcs: list[str] = json.loads(patent.ipcs)
     fee = up_front(o.terms)
     method = o.terms.WhichOneof("method")
     assert method is not None
-    conn.execute(
-        insert(OfferRow).values(
-            offer_id=sid, seq=_next_seq(conn), application_number=o.application_number,
+    store.insert(
+        OfferRow, dict(
+            offer_id=sid, seq=store.next_seq(), application_number=o.application_number,
             published_at=sequenced_at, title=patent.title, ipcs=patent.ipcs,
             region=patent.region, method=METHOD_OF[method],
             upfront_minor=fee[0] if fee else None, upfront_currency=fee[1] if fee else None,
@@ -217,6 +182,5 @@ def _offer(
             acceptances=0, **place,
         )
     )  # fmt: skip
-    conn.execute(
-        insert(OfferIpcRow), [{"offer_id": sid, "ipc": ipc} for ipc in dict.fromkeys(ipcs)]
-    )
+    for ipc in dict.fromkeys(ipcs):
+        store.insert(OfferIpcRow, {"offer_id": sid, "ipc": ipc})

@@ -38,7 +38,7 @@ from exchange.models import (
     StatementRow,
 )
 from exchange.statements import to_date
-from exchange.views import decode_patent
+from exchange.viewstore import decode_patent
 from kaifang.exchange.v1 import exchange_pb2 as api
 from kaifang.exchange.v1 import statements_pb2 as pb
 

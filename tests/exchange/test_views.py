@@ -19,11 +19,11 @@ from sqlalchemy import Connection, select
 
 from exchange.admission import admit
 from exchange.errors import RuleViolationError, ViewOrderError
-from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
 from exchange.rules import REGISTER
 from exchange.sample import generate
 from exchange.statements import sign
 from exchange.views import DbWorld, apply_entry, build_entry, clear
+from exchange.viewstore import VIEW_TABLES
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
 from ledger.note import Signer
@@ -56,21 +56,21 @@ class Node:
             lambda c: build_entry(ORIGIN, NOW, signed, admitted, self.world(c))
         )
         (index,), _ = await self.store.sequence([entry], self.signer)
-        await self.db.write(lambda c: apply_entry(c, self.world(c), ORIGIN, index, entry))
+        await self.db.write(lambda c: apply_entry(self.world(c), ORIGIN, index, entry))
         return admitted.statement_id, index
 
     async def snapshot(self) -> list[object]:
         def read(conn: Connection) -> list[object]:
             rows: list[object] = []
-            for table in (StatementRow, PatentRow, PartyRow, ViewCursor):
-                rows += [tuple(r) for r in conn.execute(select(table.__table__)).all()]
+            for table in VIEW_TABLES:
+                rows += [(table.name, *r) for r in conn.execute(select(table)).all()]
             return sorted(rows, key=repr)
 
         return await self.db.read(read)
 
 
 def _apply(node: Node, index: int, data: bytes, conn: Connection) -> None:
-    apply_entry(conn, node.world(conn), ORIGIN, index, data)
+    apply_entry(node.world(conn), ORIGIN, index, data)
 
 
 def signed(statement: pb.Statement, *signers: tuple[str, Ed25519PrivateKey]) -> pb.SignedStatement:
@@ -172,4 +172,4 @@ async def test_entries_must_be_applied_in_order(node: Node) -> None:
     admitted = await node.db.read(lambda c: admit(sig, node.world(c), NOW))
     entry = await node.db.read(lambda c: build_entry(ORIGIN, NOW, sig, admitted, node.world(c)))
     with pytest.raises(ViewOrderError):
-        await node.db.write(lambda c: apply_entry(c, node.world(c), ORIGIN, 5, entry))
+        await node.db.write(lambda c: apply_entry(node.world(c), ORIGIN, 5, entry))

@@ -1,0 +1,541 @@
+"""Where :func:`exchange.views.apply_entry` reads and writes: the database, or memory.
+
+Applying a log entry to the views is the same logic whether it runs one
+entry at a time inside an admission transaction or over a whole log during
+a rebuild; only the storage differs. :class:`ViewStore` is what that logic
+needs:
+
+- :class:`SqlViewStore` reads and writes the view tables on a connection,
+  with statements built once per table (building SQLAlchemy statements per
+  row costs more than SQLite's own work);
+- :class:`MemoryViewStore` keeps every row in dictionaries and writes them
+  all at the end with bulk inserts, which is what makes a rebuild fast.
+
+Rows are dictionaries keyed by column name; patents and parties carry their
+decoded state beside the row and are encoded when written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, cast
+
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from exchange.identifiers import PatentType
+from exchange.models import (
+    OfferRow,
+    PartyRow,
+    PatentRow,
+    StatementRow,
+    ViewBase,
+    ViewCursor,
+)
+from exchange.parties import PartyState
+from exchange.rules import Licence, Offer, PatentState, Pledge
+
+Row = dict[str, Any]
+# Rows per bulk INSERT when a memory store is written out.
+FLUSH_CHUNK = 5000
+# Every view table, in an order that deletes cleanly.
+VIEW_TABLES: tuple[Table, ...] = tuple(reversed(ViewBase.metadata.sorted_tables))
+
+
+def _date(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _day(value: str | None) -> dt.date | None:
+    return None if value is None else dt.date.fromisoformat(value)
+
+
+def _must(value: dt.date | None) -> dt.date:
+    assert value is not None
+    return value
+
+
+def encode_patent(state: PatentState) -> str:
+    """Serialise a patent's state as JSON."""
+    return json.dumps(
+        {
+            "application_number": state.application_number,
+            "type": int(state.type),
+            "owners": list(state.owners),
+            "status": int(state.status),
+            "expiry": _date(state.expiry),
+            "fees_paid_until": _date(state.fees_paid_until),
+            "suspended": sorted(int(c) for c in state.suspended),
+            "offer": None
+            if state.offer is None
+            else {
+                "id": state.offer.offer_id.hex(),
+                "terms": state.offer.terms.hex(),
+                "months": state.offer.licence_term_months,
+            },
+            "licences": [
+                {
+                    "id": x.license_id.hex(),
+                    "licensee": x.licensee,
+                    "type": int(x.type),
+                    "start": _date(x.start),
+                    "end": _date(x.end),
+                    "recordal_due": _date(x.recordal_due),
+                    "recorded": x.recorded,
+                }
+                for x in state.licences
+            ],
+            "pledge": None
+            if state.pledge is None
+            else {
+                "id": state.pledge.pledge_id.hex(),
+                "pledgee": state.pledge.pledgee,
+                "debt_end": _date(state.pledge.debt_end),
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def decode_patent(text: str) -> PatentState:
+    """Parse what :func:`encode_patent` wrote."""
+    raw: dict[str, Any] = json.loads(text)
+    offer, pledge = raw["offer"], raw["pledge"]
+    return PatentState(
+        application_number=raw["application_number"],
+        type=PatentType(raw["type"]),
+        owners=tuple(raw["owners"]),
+        status=raw["status"],
+        expiry=_must(_day(raw["expiry"])),
+        fees_paid_until=_day(raw["fees_paid_until"]),
+        suspended=frozenset(raw["suspended"]),
+        offer=None
+        if offer is None
+        else Offer(bytes.fromhex(offer["id"]), bytes.fromhex(offer["terms"]), offer["months"]),
+        licences=tuple(
+            Licence(
+                bytes.fromhex(x["id"]),
+                x["licensee"],
+                x["type"],
+                _must(_day(x["start"])),
+                _must(_day(x["end"])),
+                _must(_day(x["recordal_due"])),
+                x["recorded"],
+            )
+            for x in raw["licences"]
+        ),
+        pledge=None
+        if pledge is None
+        else Pledge(
+            bytes.fromhex(pledge["id"]), pledge["pledgee"], _must(_day(pledge["debt_end"]))
+        ),
+    )
+
+
+def encode_party(state: PartyState) -> str:
+    """Serialise a party's state as JSON."""
+    return json.dumps(
+        {
+            "party_id": state.party_id,
+            "name": state.name,
+            "kind": int(state.kind),
+            "public_key": state.public_key.hex(),
+            "roles": sorted(int(r) for r in state.roles),
+            "credit_events": sorted(e.hex() for e in state.credit_events),
+        },
+        sort_keys=True,
+    )
+
+
+def decode_party(text: str) -> PartyState:
+    """Parse what :func:`encode_party` wrote."""
+    raw: dict[str, Any] = json.loads(text)
+    return PartyState(
+        party_id=raw["party_id"],
+        name=raw["name"],
+        kind=raw["kind"],
+        public_key=bytes.fromhex(raw["public_key"]),
+        roles=frozenset(raw["roles"]),
+        credit_events=frozenset(bytes.fromhex(e) for e in raw["credit_events"]),
+    )
+
+
+@dataclass(frozen=True)
+class PatentInfo:
+    """What the register recorded about a patent that the views query by."""
+
+    title: str
+    region: str
+    ipcs: str  # JSON array, the main classification first
+    main_ipc: str
+
+
+class ViewStore(Protocol):
+    """The reads and writes of applying log entries to the views."""
+
+    def cursor(self, origin: str) -> int | None:
+        """The index of the next entry of ``origin`` to apply, None if none was applied."""
+
+    def set_cursor(self, origin: str, next_index: int) -> None:
+        """Record that ``origin``'s entries below ``next_index`` are applied."""
+
+    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
+        """(kind, patent, party) of an applied statement, or None."""
+
+    def patent(self, number: str) -> PatentState | None:
+        """A patent's state, or None."""
+
+    def patent_info(self, number: str) -> PatentInfo | None:
+        """A patent's recorded title, region and IPC symbols, or None."""
+
+    def party(self, party_id: str) -> PartyState | None:
+        """A party's state, or None."""
+
+    def party_region(self, party_id: str) -> str | None:
+        """A party's region, or None if unregistered."""
+
+    def put_patent(self, row: Row, state: PatentState) -> None:
+        """Insert a patent (``row`` has every column but ``state``)."""
+
+    def set_patent(self, number: str, state: PatentState | None, last_index: int) -> None:
+        """Update a patent's state (unless None) and the index of its last entry."""
+
+    def put_party(self, row: Row, state: PartyState) -> None:
+        """Insert a party (``row`` has every column but ``state``)."""
+
+    def set_party(self, party_id: str, state: PartyState, last_index: int) -> None:
+        """Update a party's state and the index of its last entry."""
+
+    def insert(self, table: type[ViewBase], row: Row) -> None:
+        """Insert ``row`` into ``table``."""
+
+    def update(self, table: type[ViewBase], key: object, values: Row) -> None:
+        """Set ``values`` on the row of ``table`` whose (single-column) primary key is ``key``."""
+
+    def increment(self, table: type[ViewBase], key: object, column: str) -> None:
+        """Add one to ``column`` of the row of ``table`` whose primary key is ``key``."""
+
+    def next_seq(self) -> int:
+        """The next offer sequence number (the watch cursor)."""
+
+    # Subjects, as admission's World names them.
+    def patent_of(self, statement_id: bytes) -> str | None:
+        """The patent a sequenced statement is about."""
+
+    def party_of_event(self, event_id: bytes) -> str | None:
+        """The party whose record holds credit event ``event_id``."""
+
+
+def table_of(model: type[ViewBase]) -> Table:
+    """The Core table of a view model."""
+    return cast(Table, model.__table__)
+
+
+@functools.cache
+def _key_columns(model: type[ViewBase]) -> tuple[str, ...]:
+    return tuple(str(c.name) for c in table_of(model).primary_key.columns)
+
+
+def _key_column(model: type[ViewBase]) -> str:
+    (column,) = _key_columns(model)
+    return column
+
+
+class _Subjects:
+    """``patent_of`` and ``party_of_event`` from :meth:`ViewStore.statement`."""
+
+    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
+        raise NotImplementedError
+
+    def patent_of(self, statement_id: bytes) -> str | None:
+        """The patent a sequenced statement is about."""
+        found = self.statement(statement_id)
+        return None if found is None else found[1]
+
+    def party_of_event(self, event_id: bytes) -> str | None:
+        """The party whose record holds credit event ``event_id``."""
+        found = self.statement(event_id)
+        return found[2] if found is not None and found[0] == "credit_event_recorded" else None
+
+
+class SqlViewStore(_Subjects):
+    """The view tables on one connection (inside the caller's transaction)."""
+
+    # Statements built once per process, shared by every store (they hold no state).
+    _inserts: ClassVar[dict[str, Any]] = {}
+    _updates: ClassVar[dict[tuple[str, tuple[str, ...]], Any]] = {}
+
+    def __init__(self, conn: Connection) -> None:
+        """Read and write through ``conn``."""
+        self.conn = conn
+
+    def _insert(self, table: Table, row: Row) -> None:
+        statement = self._inserts.get(table.name)
+        if statement is None:
+            statement = self._inserts[table.name] = insert(table)
+        self.conn.execute(statement, row)
+
+    def _update(self, table: Table, key_column: str, key: object, values: Row) -> None:
+        names = tuple(sorted(values))
+        statement = self._updates.get((table.name, names))
+        if statement is None:
+            statement = update(table).where(table.c[key_column] == bindparam("_key"))
+            statement = statement.values({n: bindparam(n) for n in names})
+            self._updates[(table.name, names)] = statement
+        self.conn.execute(statement, {"_key": key, **values})
+
+    def cursor(self, origin: str) -> int | None:
+        """The index of the next entry of ``origin`` to apply, None if none was applied."""
+        query = select(ViewCursor.next_index).where(ViewCursor.origin == origin)
+        value = self.conn.execute(query).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def set_cursor(self, origin: str, next_index: int) -> None:
+        """Record that ``origin``'s entries below ``next_index`` are applied."""
+        table = table_of(ViewCursor)
+        if next_index == 1 or self.cursor(origin) is None:
+            self._insert(table, {"origin": origin, "next_index": next_index})
+        else:
+            self._update(table, "origin", origin, {"next_index": next_index})
+
+    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
+        """(kind, patent, party) of an applied statement, or None."""
+        query = select(StatementRow.kind, StatementRow.patent, StatementRow.party).where(
+            StatementRow.id == sid
+        )
+        row = self.conn.execute(query).first()
+        return None if row is None else (row.kind, row.patent, row.party)
+
+    def patent(self, number: str) -> PatentState | None:
+        """A patent's state, or None."""
+        query = select(PatentRow.state).where(PatentRow.application_number == number)
+        found = self.conn.execute(query).scalar_one_or_none()
+        return None if found is None else decode_patent(found)
+
+    def patent_info(self, number: str) -> PatentInfo | None:
+        """A patent's recorded title, region and IPC symbols, or None."""
+        query = select(PatentRow.title, PatentRow.region, PatentRow.ipcs, PatentRow.ipc).where(
+            PatentRow.application_number == number
+        )
+        row = self.conn.execute(query).first()
+        return None if row is None else PatentInfo(*row)
+
+    def party(self, party_id: str) -> PartyState | None:
+        """A party's state, or None."""
+        query = select(PartyRow.state).where(PartyRow.party_id == party_id)
+        found = self.conn.execute(query).scalar_one_or_none()
+        return None if found is None else decode_party(found)
+
+    def party_region(self, party_id: str) -> str | None:
+        """A party's region, or None if unregistered."""
+        query = select(PartyRow.region).where(PartyRow.party_id == party_id)
+        return self.conn.execute(query).scalar_one_or_none()
+
+    def put_patent(self, row: Row, state: PatentState) -> None:
+        """Insert a patent."""
+        self._insert(table_of(PatentRow), {**row, "state": encode_patent(state)})
+
+    def set_patent(self, number: str, state: PatentState | None, last_index: int) -> None:
+        """Update a patent's state (unless None) and the index of its last entry."""
+        values: Row = {"last_index": last_index}
+        if state is not None:
+            values.update(state=encode_patent(state), status=int(state.status))
+        self._update(table_of(PatentRow), "application_number", number, values)
+
+    def put_party(self, row: Row, state: PartyState) -> None:
+        """Insert a party."""
+        self._insert(table_of(PartyRow), {**row, "state": encode_party(state)})
+
+    def set_party(self, party_id: str, state: PartyState, last_index: int) -> None:
+        """Update a party's state and the index of its last entry."""
+        values = {"state": encode_party(state), "last_index": last_index}
+        self._update(table_of(PartyRow), "party_id", party_id, values)
+
+    def insert(self, table: type[ViewBase], row: Row) -> None:
+        """Insert ``row`` into ``table``."""
+        self._insert(table_of(table), row)
+
+    def update(self, table: type[ViewBase], key: object, values: Row) -> None:
+        """Set ``values`` on the row whose primary key is ``key``."""
+        self._update(table_of(table), _key_column(table), key, values)
+
+    def increment(self, table: type[ViewBase], key: object, column: str) -> None:
+        """Add one to ``column`` of the row whose primary key is ``key``."""
+        t = table_of(table)
+        key_column = _key_column(table)
+        self.conn.execute(update(t).where(t.c[key_column] == key).values({column: t.c[column] + 1}))
+
+    def next_seq(self) -> int:
+        """The next offer sequence number."""
+        if self.conn.dialect.name == "postgresql":
+            # Watchers resume after the highest cursor they saw: offers must
+            # become visible in cursor order, so their numbering is serialised.
+            self.conn.execute(text("LOCK TABLE offers IN EXCLUSIVE MODE"))
+        last = self.conn.execute(select(func.max(OfferRow.seq))).scalar_one_or_none()
+        return 1 if last is None else int(last) + 1
+
+
+class MemoryViewStore(_Subjects):
+    """Every view row in memory, written out at once by :meth:`write`."""
+
+    def __init__(self) -> None:
+        """Start from empty views."""
+        self.rows: dict[str, dict[object, Row]] = {t.name: {} for t in VIEW_TABLES}
+        self.patents: dict[str, PatentState] = {}
+        self.parties: dict[str, PartyState] = {}
+        self._seq = 0
+
+    def _table(self, table: type[ViewBase]) -> dict[object, Row]:
+        return self.rows[table.__tablename__]
+
+    def cursor(self, origin: str) -> int | None:
+        """The index of the next entry of ``origin`` to apply, None if none was applied."""
+        row = self.rows["view_cursors"].get(origin)
+        return None if row is None else int(row["next_index"])
+
+    def set_cursor(self, origin: str, next_index: int) -> None:
+        """Record that ``origin``'s entries below ``next_index`` are applied."""
+        self.rows["view_cursors"][origin] = {"origin": origin, "next_index": next_index}
+
+    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
+        """(kind, patent, party) of an applied statement, or None."""
+        row = self.rows["statements"].get(sid)
+        return None if row is None else (row["kind"], row["patent"], row["party"])
+
+    def patent(self, number: str) -> PatentState | None:
+        """A patent's state, or None."""
+        return self.patents.get(number)
+
+    def patent_info(self, number: str) -> PatentInfo | None:
+        """A patent's recorded title, region and IPC symbols, or None."""
+        row = self.rows["patents"].get(number)
+        if row is None:
+            return None
+        return PatentInfo(row["title"], row["region"], row["ipcs"], row["ipc"])
+
+    def party(self, party_id: str) -> PartyState | None:
+        """A party's state, or None."""
+        return self.parties.get(party_id)
+
+    def party_region(self, party_id: str) -> str | None:
+        """A party's region, or None if unregistered."""
+        row = self.rows["parties"].get(party_id)
+        return None if row is None else str(row["region"])
+
+    def put_patent(self, row: Row, state: PatentState) -> None:
+        """Insert a patent."""
+        self.rows["patents"][row["application_number"]] = dict(row)
+        self.patents[row["application_number"]] = state
+
+    def set_patent(self, number: str, state: PatentState | None, last_index: int) -> None:
+        """Update a patent's state (unless None) and the index of its last entry."""
+        row = self.rows["patents"][number]
+        row["last_index"] = last_index
+        if state is not None:
+            row["status"] = int(state.status)
+            self.patents[number] = state
+
+    def put_party(self, row: Row, state: PartyState) -> None:
+        """Insert a party."""
+        self.rows["parties"][row["party_id"]] = dict(row)
+        self.parties[row["party_id"]] = state
+
+    def set_party(self, party_id: str, state: PartyState, last_index: int) -> None:
+        """Update a party's state and the index of its last entry."""
+        self.rows["parties"][party_id]["last_index"] = last_index
+        self.parties[party_id] = state
+
+    def insert(self, table: type[ViewBase], row: Row) -> None:
+        """Insert ``row`` into ``table``."""
+        keys = _key_columns(table)
+        key = row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)
+        rows = self._table(table)
+        if key in rows:  # as the database's primary key would
+            raise KeyError(f"{table.__tablename__}: duplicate key {key!r}")
+        rows[key] = dict(row)
+
+    def update(self, table: type[ViewBase], key: object, values: Row) -> None:
+        """Set ``values`` on the row whose primary key is ``key`` (if there is one)."""
+        row = self._table(table).get(key)
+        if row is not None:
+            row.update(values)
+
+    def increment(self, table: type[ViewBase], key: object, column: str) -> None:
+        """Add one to ``column`` of the row whose primary key is ``key`` (if there is one)."""
+        row = self._table(table).get(key)
+        if row is not None:
+            row[column] += 1
+
+    def next_seq(self) -> int:
+        """The next offer sequence number."""
+        self._seq += 1
+        return self._seq
+
+    def write(self, conn: Connection) -> int:
+        """Replace the views on ``conn`` with these rows; return how many rows were written."""
+        for table in VIEW_TABLES:
+            conn.execute(delete(table))
+        for number, state in self.patents.items():
+            self.rows["patents"][number]["state"] = encode_patent(state)
+        for party_id, party in self.parties.items():
+            self.rows["parties"][party_id]["state"] = encode_party(party)
+        written = 0
+        for table in reversed(VIEW_TABLES):
+            sql, to_tuple = _bulk_insert(conn, table)
+            for chunk in _chunks(self.rows[table.name].values(), FLUSH_CHUNK):
+                conn.exec_driver_sql(sql, [to_tuple(row) for row in chunk])
+                written += len(chunk)
+        return written
+
+
+def _bulk_insert(conn: Connection, table: Table) -> tuple[str, Callable[[Row], tuple[Any, ...]]]:
+    """The driver-level INSERT of ``table`` and a function from a row to its parameters.
+
+    At bulk rates SQLAlchemy's per-row parameter processing costs more than
+    the database's own insert, so rows go to the driver as tuples; only the
+    values whose driver form differs from the Python one (date-times, which
+    SQLite keeps as text) are converted, by the dialect's own processor.
+    """
+    dialect = conn.dialect
+    compiled = insert(table).compile(dialect=dialect)
+    names = list(compiled.positiontup or ())
+    processors: list[Callable[[Any], Any] | None] = []
+    for name in names:
+        column_type = table.c[name].type
+        processor = None
+        if isinstance(column_type, DateTime):
+            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+        processors.append(processor)
+
+    def to_tuple(row: Row) -> tuple[Any, ...]:
+        return tuple(
+            row[n] if p is None or row[n] is None else p(row[n])
+            for n, p in zip(names, processors, strict=True)
+        )
+
+    return str(compiled), to_tuple
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterable[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
