@@ -16,6 +16,7 @@ import asyncio
 import base64
 import datetime as dt
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from exchange.config import ConfigError, NodeConfig, load_config
 from exchange.errors import ExchangeError
+from exchange.node import rebuild_views
 from exchange.rules import REGISTER
 from ledger.db import Database, sqlite_url
 from ledger.errors import LedgerError
@@ -199,6 +201,19 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(_existing(_db_url(args)), body))
 
 
+def cmd_views_rebuild(args: argparse.Namespace) -> int:
+    async def body(db: Database) -> int:
+        await db.migrate()
+        started = time.perf_counter()
+        count = await rebuild_views(db)
+        elapsed = time.perf_counter() - started
+        rate = f" ({count / elapsed:,.0f} entries/s)" if elapsed > 0 and count else ""
+        print(f"views rebuilt from {count} log entries in {elapsed:.1f} s{rate}")
+        return 0
+
+    return asyncio.run(_with_db(_existing(_db_url(args)), body))
+
+
 def cmd_register_keygen(args: argparse.Namespace) -> int:
     signer = create_key_file(args.key_file, REGISTER)
     print(signer.public_key.hex())
@@ -335,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = db_command("fsck", "recompute every hash and check every checkpoint", cmd_fsck)
     p.add_argument("--vkey", help="verifier key to check signatures with (default: the stored one)")
+
+    views = commands.add_parser("views", help="the exchange's views, derived from the logs")
+    views_sub = views.add_subparsers(dest="views_command", required=True)
+    p = views_sub.add_parser(
+        "rebuild",
+        help="replace the views by a rebuild from every log in the database (stop the node first)",
+    )
+    p.add_argument("--db", help=db_help)
+    p.set_defaults(func=cmd_views_rebuild)
 
     register = commands.add_parser("register", help="the register authority's feed")
     reg = register.add_subparsers(dest="register_command", required=True)

@@ -12,6 +12,7 @@ table with what admission maintained one statement at a time.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator
@@ -20,14 +21,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select, update
 
+from clients.cli import main
 from exchange.config import NodeConfig
+from exchange.models import PatentRow
 from exchange.node import Exchange, rebuild_views
-from exchange.sample import SampleParty, generate
+from exchange.sample import SampleParty, generate, sample_statements
 from exchange.server import RunningNode, start_node
 from exchange.viewstore import VIEW_TABLES
 from kaifang.exchange.v1 import statements_pb2 as pb
+from ledger.db import Database
 from ledger.keys import load_key_file
 from ledger.note import Signer
 from tests.conftest import ORIGIN
@@ -179,3 +183,42 @@ async def test_rebuild_equals_the_incremental_views(
     size = (await node.store.latest_checkpoint()).size
     assert await rebuild_views(exchange.db) == size
     assert await _snapshot(exchange) == incremental
+
+
+def test_views_rebuild_command_restores_damaged_views(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = NodeConfig(
+        origin=ORIGIN, listen="127.0.0.1:0", database=db_url, log_key=tmp_path / "log.key"
+    )
+
+    async def load() -> dict[str, list[tuple[object, ...]]]:
+        async with start_node(config) as running:
+            register = load_key_file(tmp_path / "register.key")
+            now = dt.datetime.now(dt.UTC)
+            statements = sample_statements(generate(52, parties=4, patents=6), register, now)
+            outcomes = await running.exchange.submit_many(statements)
+            assert not [o for o in outcomes if isinstance(o, Exception)]
+            return await _snapshot(running.exchange)
+
+    async def damage_and_read(damage: bool) -> dict[str, list[tuple[object, ...]]]:
+        db = Database(db_url)
+        try:
+            if damage:
+                await db.write(lambda c: c.execute(delete(VIEW_TABLES[0])))
+                await db.write(lambda c: c.execute(update(PatentRow).values(title="?")))
+            views = await db.read(
+                lambda conn: {
+                    t.name: sorted((tuple(r) for r in conn.execute(select(t)).all()), key=repr)
+                    for t in VIEW_TABLES
+                }
+            )
+        finally:
+            await db.dispose()
+        return views
+
+    before = asyncio.run(load())
+    assert asyncio.run(damage_and_read(True)) != before
+    assert main(["views", "rebuild", "--db", db_url]) == 0
+    assert "views rebuilt from" in capsys.readouterr().out
+    assert asyncio.run(damage_and_read(False)) == before
