@@ -11,7 +11,8 @@ Every exception the exchange raises on purpose derives from
     ├── RuleViolationError          a legal rule refuses the statement in the current state
     ├── ViewOrderError              a log entry was applied to the views out of order
     ├── NotFoundError               a query names a patent, party or offer not known here
-    └── NotHomeError                the subject's home is another exchange
+    ├── NotHomeError                the subject's home is another exchange
+    └── StoppingError               the node is stopping (retry elsewhere or later)
 
 Each carries the offending field (a protobuf field path) and a reason, so
 that the service edge can answer ``INVALID_ARGUMENT`` with a ``BadRequest``
@@ -94,3 +95,7 @@ class NotHomeError(ExchangeError):
         super().__init__(f"{subject} has its home at {home}; submit it there")
         self.home = home
         self.subject = subject
+
+
+class StoppingError(ExchangeError):
+    """The node is stopping; the call may be retried (UNAVAILABLE)."""

@@ -130,6 +130,8 @@ class Exchange:
         self._worker: asyncio.Task[None] | None = None
         # Counts commits that changed the views; watchers wait for it to move.
         self.version = 0
+        # Set when the node stops: watch streams end.
+        self.stopping = False
         self._changed = asyncio.Condition()
         self._logs: dict[str, LogStore] = {store.origin: store}
 
@@ -184,9 +186,18 @@ class Exchange:
             self._changed.notify_all()
 
     async def wait_for_change(self, version: int) -> None:
-        """Return once the views changed after ``version`` (the caller bounds the wait)."""
+        """Return once the views changed after ``version``, or the node stops.
+
+        The caller bounds the wait.
+        """
         async with self._changed:
-            await self._changed.wait_for(lambda: self.version != version)
+            await self._changed.wait_for(lambda: self.version != version or self.stopping)
+
+    async def stop_watches(self) -> None:
+        """End every watch: the node is stopping."""
+        async with self._changed:
+            self.stopping = True
+            self._changed.notify_all()
 
     async def log(self, origin: str) -> LogStore:
         """The stored log of ``origin`` (this node's own, or one it replicates)."""

@@ -200,6 +200,9 @@ async def start_node(
             grace = config.shutdown_grace_seconds
             log.info("stopping", extra={"grace_seconds": grace})
             await health_servicer.enter_graceful_shutdown()
+            # Watch streams never end by themselves: end them first, so that
+            # the grace period is left to the calls that do.
+            await exchange.stop_watches()
             await server.stop(grace)
             await exchange.close()
             await sequencer.close()

@@ -28,6 +28,7 @@ from exchange.errors import (
     RuleViolationError,
     SignatureInvalidError,
     SignerError,
+    StoppingError,
     ViewOrderError,
 )
 from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
@@ -51,6 +52,7 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
     RuleViolationError: (grpc.StatusCode.FAILED_PRECONDITION, "RULE_VIOLATION"),
     NotHomeError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_HOME"),
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    StoppingError: (grpc.StatusCode.UNAVAILABLE, "NODE_STOPPING"),
     ViewOrderError: (grpc.StatusCode.INTERNAL, "VIEWS_OUT_OF_ORDER"),
     ExchangeError: (grpc.StatusCode.INTERNAL, "EXCHANGE_ERROR"),
 }
@@ -142,7 +144,7 @@ class ExchangeService:
         conditions = queries.watch_filter(request)
         cursor = request.after_cursor
         exchange = self.exchange
-        while True:
+        while not exchange.stopping:
             version = exchange.version
             read = functools.partial(queries.watched_offers, conditions=conditions, after=cursor)
             offers = await exchange.db.scan(read)
@@ -153,6 +155,7 @@ class ExchangeService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(WATCH_POLL_S):
                         await exchange.wait_for_change(version)
+        raise StoppingError(f"the node is stopping; resume the watch after cursor {cursor}")
 
     async def ListLicences(
         self, request: exchange_pb2.ListLicencesRequest, context: Any

@@ -325,3 +325,25 @@ async def test_statistics_count_what_was_sequenced(market: Market) -> None:
         api.GetStatisticsRequest(from_date=pb.Date(year=2999, month=1, day=1))
     )
     assert not future.rows
+
+
+async def test_a_watch_ends_unavailable_when_the_node_stops_without_holding_it_up(
+    db_url: str, tmp_path: Path
+) -> None:
+    config = NodeConfig(
+        origin=ORIGIN, listen="127.0.0.1:0", database=db_url, log_key=tmp_path / "log.key",
+        shutdown_grace_seconds=30.0,
+    )  # fmt: skip
+    started = asyncio.get_running_loop().time()
+    async with start_node(config) as node:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{node.port}")
+        call = exchange_pb2_grpc.ExchangeServiceStub(channel).WatchOffers(api.WatchOffersRequest())
+        reading = asyncio.ensure_future(call.read())
+        await asyncio.sleep(0.2)  # the watch is waiting for offers
+        started = asyncio.get_running_loop().time()
+    # Leaving the context stopped the node: well inside the 30 s grace.
+    assert asyncio.get_running_loop().time() - started < 10
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await reading
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    await channel.close()
