@@ -346,4 +346,4 @@ async def test_a_watch_ends_unavailable_when_the_node_stops_without_holding_it_u
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await reading
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-    await channel.close()
+    await channel.close(None)
