@@ -10,8 +10,10 @@ write lock, for each statement in arrival order:
 2. admission reads the views *on that transaction*, so it sees what the
    statements before it in the batch did (a second acceptance of an offer
    withdrawn earlier in the same batch is refused, as it would be alone);
-3. a statement whose subject's home is another exchange is refused with
-   :class:`NotHomeError` naming the home (the federation issue forwards it);
+3. a statement whose subject's home is another exchange is not sequenced
+   here: it is handed to the node's router (:data:`Router`), which forwards
+   it to its home and returns the home's receipt; a node without a router
+   refuses it with :class:`NotHomeError` naming the home;
 4. the entry is built with its ``previous`` link, appended, and applied to
    the views.
 
@@ -28,7 +30,7 @@ import asyncio
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -85,6 +87,9 @@ class _Pending:
 
 
 Outcome = Submitted | ExchangeError
+# Forwards a statement to its subject's home exchange (named by origin) and
+# returns the home's receipt: the seam federation fills in.
+Router = Callable[[str, pb.SignedStatement], Awaitable[Submitted]]
 
 
 def outcome_label(error: ExchangeError) -> str:
@@ -116,6 +121,7 @@ class Exchange:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         *,
         max_batch: int = MAX_BATCH,
+        router: Router | None = None,
     ) -> None:
         """Admit into ``store`` (the node's own log) through ``sequencer``."""
         self.db = db
@@ -126,6 +132,7 @@ class Exchange:
         self._operator_keys = dict(operator_keys)
         self._clock = clock
         self._max_batch = max_batch
+        self.router = router
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task[None] | None = None
         # Counts commits that changed the views; watchers wait for it to move.
@@ -162,8 +169,13 @@ class Exchange:
             *(asyncio.shield(p.future) for p in pending), return_exceptions=True
         )
         outcomes: list[Outcome] = []
-        for p in placed:
-            if isinstance(p, ExchangeError):
+        for signed, p in zip(signeds, placed, strict=True):
+            if isinstance(p, NotHomeError) and self.router is not None:
+                try:
+                    outcomes.append(await self.router(p.home, signed))
+                except ExchangeError as e:
+                    outcomes.append(e)
+            elif isinstance(p, ExchangeError):
                 outcomes.append(p)
             elif isinstance(p, BaseException):
                 raise p
