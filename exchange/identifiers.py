@@ -205,6 +205,24 @@ def parse_ipc_prefix(text: str, field: str = "ipc_prefix") -> str:
     return out
 
 
+def ipc_search_keys(symbol: str) -> list[str]:
+    """Every search prefix a symbol answers to, from section to the whole symbol.
+
+    ``H04L 9/32`` gives ``H``, ``H04``, ``H04L``, ``H04L 9`` and ``H04L 9/32``:
+    kept as rows, they let a prefix search be an indexed equality on any
+    database, whatever its collation does with spaces and slashes.
+    """
+    parsed = parse_ipc(symbol)
+    subclass = f"{parsed.section}{parsed.ipc_class:02d}{parsed.subclass}"
+    return [
+        parsed.section,
+        subclass[:3],
+        subclass,
+        f"{subclass} {parsed.main_group}",
+        str(parsed),
+    ]
+
+
 def parse_currency(text: str, field: str = "currency") -> Currency:
     """Return the ISO 4217 currency with code ``text``; it must have minor units.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from exchange.identifiers import ipc_search_keys
 from exchange.models import (
     CreditEventRow,
     DisputeRow,
@@ -182,5 +183,6 @@ def _offer(
             acceptances=0, **place,
         )
     )  # fmt: skip
-    for ipc in dict.fromkeys(ipcs):
-        store.insert(OfferIpcRow, {"offer_id": sid, "ipc": ipc})
+    keys = dict.fromkeys(key for ipc in ipcs for key in ipc_search_keys(ipc))
+    for key in keys:
+        store.insert(OfferIpcRow, {"offer_id": sid, "ipc": key})

@@ -26,7 +26,12 @@ from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
 from exchange.errors import InvalidFieldError, NotFoundError
-from exchange.identifiers import parse_application_number, parse_currency, parse_ipc_prefix
+from exchange.identifiers import (
+    parse_application_number,
+    parse_currency,
+    parse_ipc,
+    parse_ipc_prefix,
+)
 from exchange.models import (
     CreditEventRow,
     LicenceRow,
@@ -209,19 +214,20 @@ def get_offer(conn: Connection, request: api.GetOfferRequest) -> api.GetOfferRes
     return api.GetOfferResponse(offer=offer_message(row))
 
 
-def _ipc_pattern(prefix: str, field: str) -> str:
-    canonical = parse_ipc_prefix(prefix, field)
-    # "H04L 9" must not match "H04L 91/00": a main group prefix ends at its slash.
-    if " " in canonical and "/" not in canonical:
-        canonical += "/"
-    return canonical + "%"
+def _ipc_match(prefix: str, field: str) -> ColumnElement[bool]:
+    """The ``offer_ipcs`` condition for one prefix: an indexed equality when possible."""
+    canonical = parse_ipc_prefix(prefix, field).removesuffix("/")
+    if "/" not in canonical:  # section, class, subclass or main group: a stored key
+        return OfferIpcRow.ipc == canonical
+    try:
+        return OfferIpcRow.ipc == str(parse_ipc(canonical, field))  # a whole symbol
+    except InvalidFieldError:  # part of a subgroup ("H04L 9/3"): rare, scanned
+        return OfferIpcRow.ipc.like(canonical + "%")
 
 
 def _ipc_condition(prefixes: Sequence[str], field: str) -> ColumnElement[bool]:
-    patterns = [_ipc_pattern(p, f"{field}[{i}]") for i, p in enumerate(prefixes)]
-    return OfferRow.offer_id.in_(
-        select(OfferIpcRow.offer_id).where(or_(*(OfferIpcRow.ipc.like(p) for p in patterns)))
-    )
+    matches = [_ipc_match(p, f"{field}[{i}]") for i, p in enumerate(prefixes)]
+    return OfferRow.offer_id.in_(select(OfferIpcRow.offer_id).where(or_(*matches)))
 
 
 def _keyword_condition(keywords: Sequence[str], field: str) -> ColumnElement[bool]:

@@ -12,6 +12,7 @@ from exchange.identifiers import (
     PatentType,
     application_check_character,
     credit_code_check_character,
+    ipc_search_keys,
     parse_application_number,
     parse_credit_code,
     parse_currency,
@@ -161,3 +162,8 @@ def test_currencies_come_with_their_minor_units() -> None:
     for bad in ("cny", "XYZ", "CN", "XAU"):
         with pytest.raises(IdentifierError):
             parse_currency(bad, "fee.currency")
+
+
+def test_ipc_search_keys_name_every_level_of_a_symbol() -> None:
+    assert ipc_search_keys("h04l 9/32") == ["H", "H04", "H04L", "H04L 9", "H04L 9/32"]
+    assert ipc_search_keys("G06F 16/2455") == ["G", "G06", "G06F", "G06F 16", "G06F 16/2455"]

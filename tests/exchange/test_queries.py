@@ -151,7 +151,18 @@ async def test_search_by_each_filter(market: Market) -> None:
         if any(ipc.startswith(section) for ipc in p.ipc)
     ][::-1]  # fmt: skip
     assert await _search(market, ipc_prefix=section.lower()) == expected
-    assert market.offers[1] in await _search(market, ipc_prefix=patent.ipc[0])
+    symbol = patent.ipc[0]
+    group = symbol.split("/")[0]
+    for prefix in (symbol, group, group + "/", symbol[:4], symbol[:-1]):
+        found = await _search(market, ipc_prefix=prefix)
+        assert market.offers[1] in found, prefix
+        for offer_id, other in zip(market.offers, market.patents, strict=True):
+            matches = any(
+                s == prefix or s.startswith(prefix if "/" in prefix else prefix.rstrip("/") + "/")
+                or (len(prefix) <= 4 and s.startswith(prefix))
+                for s in other.ipc
+            )  # fmt: skip
+            assert (offer_id in found) == matches, (prefix, other.ipc)
     word = patent.title[1:3]
     found = await _search(market, keyword=word)
     assert market.offers[1] in found
