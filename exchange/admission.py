@@ -102,6 +102,9 @@ class World(Subjects, Protocol):
     def party_of_event(self, event_id: bytes) -> str | None:
         """The party whose record holds credit event ``event_id``."""
 
+    def entry_known(self, origin: str, index: int) -> bool:
+        """Whether this node holds entry ``index`` of ``origin``'s log (applied to its views)."""
+
 
 @dataclass(frozen=True)
 class Admitted:
@@ -185,6 +188,17 @@ def subject_of(statement: pb.Statement, world: Subjects) -> tuple[str | None, st
     return _patent_number(statement, kind, world), None
 
 
+def _check_evidence(event: pb.CreditEventRecorded, world: World) -> None:
+    """A credit event cites entries the network holds: a record must rest on the ledger."""
+    for i, reference in enumerate(event.evidence):
+        if not world.entry_known(reference.origin, reference.index):
+            raise RuleViolationError(
+                "EVIDENCE_UNKNOWN", f"credit_event_recorded.evidence[{i}]",
+                f"entry {reference.index} of {reference.origin[:200]!r} is not held here",
+                parties.CREDIT_PROVISIONS,
+            )  # fmt: skip
+
+
 def admit(
     signed: pb.SignedStatement,
     world: World,
@@ -230,6 +244,8 @@ def admit(
             )  # fmt: skip
         subject = world.party(party_id) if party_id else None
         parties.check(subject, statement, signatures, supervisor)
+        if kind == "credit_event_recorded":
+            _check_evidence(statement.credit_event_recorded, world)
         return Admitted(data, statement, sid, kind, None, party_id, signatures)
     if kind == "dispute_filed":
         filed = statement.dispute_filed

@@ -56,6 +56,11 @@ class DbWorld(SqlViewStore):
         found = self.statement(statement_id)
         return None if found is None else found[0]
 
+    def entry_known(self, origin: str, index: int) -> bool:
+        """Whether entry ``index`` of ``origin``'s log is applied to these views."""
+        applied = self.cursor(origin)
+        return applied is not None and 0 <= index < applied
+
     def last_index(self, patent: str | None, party: str | None) -> int | None:
         """Index, in its home log, of the last entry about the subject."""
         if patent is not None:

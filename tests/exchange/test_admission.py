@@ -39,6 +39,7 @@ class MemoryWorld:
     about: dict[bytes, str] = field(default_factory=dict)
     kinds: dict[bytes, str] = field(default_factory=dict)
     events: dict[bytes, str] = field(default_factory=dict)
+    size: int = 0  # entries sequenced into ORIGIN's log
 
     def register_key(self) -> bytes:
         return REGISTER_KEY.public_key().public_bytes_raw()
@@ -61,7 +62,11 @@ class MemoryWorld:
     def party_of_event(self, event_id: bytes) -> str | None:
         return self.events.get(event_id)
 
+    def entry_known(self, origin: str, index: int) -> bool:
+        return origin == ORIGIN and 0 <= index < self.size
+
     def sequence(self, admitted: Admitted) -> None:
+        self.size += 1
         s, sid = admitted.statement, admitted.statement_id
         self.kinds[sid] = admitted.kind
         if admitted.party is not None:
@@ -274,3 +279,29 @@ def test_an_impossible_timestamp_is_a_field_error(world: tuple[MemoryWorld, Part
     statement.created_at.seconds = 2**62
     with pytest.raises(InvalidFieldError, match="created_at"):
         admit(signed(statement, (owner.id, owner.key)), w, NOW)
+
+
+def test_a_credit_event_must_cite_entries_the_node_holds(
+    world: tuple[MemoryWorld, Party, Party],
+) -> None:
+    w, owner, licensee = world
+    grant = stmt(role_granted=pb.RoleGranted(party_id=owner.id, role=pb.ROLE_SUPERVISOR))
+    w.sequence(admit(signed(grant, (f"operator:{ORIGIN}", OPERATOR_KEY)), w, NOW))
+
+    def event(*evidence: pb.EntryReference) -> pb.SignedStatement:
+        body = pb.CreditEventRecorded(
+            party_id=licensee.id, kind=pb.CREDIT_EVENT_KIND_PAYMENT_DEFAULT,
+            supervisor=owner.id, evidence=evidence, summary="x", occurred_on=d(NOW.date()),
+        )  # fmt: skip
+        return signed(stmt(credit_event_recorded=body), (owner.id, owner.key))
+
+    held = pb.EntryReference(origin=ORIGIN, index=w.size - 1)
+    admitted = admit(event(held), w, NOW)
+    assert admitted.party == licensee.id
+    for missing in (
+        pb.EntryReference(origin=ORIGIN, index=w.size),
+        pb.EntryReference(origin="elsewhere.example/log", index=0),
+    ):
+        with pytest.raises(RuleViolationError, match="EVIDENCE_UNKNOWN") as refused:
+            admit(event(held, missing), w, NOW)
+        assert refused.value.field == "credit_event_recorded.evidence[1]"
