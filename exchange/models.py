@@ -26,7 +26,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.models import NAMING_CONVENTION
@@ -100,6 +110,15 @@ class OfferRow(ViewBase):
     """An open-licence offer (declaration) and its status."""
 
     __tablename__ = "offers"
+    # Searches read the newest offers first: each filter that can narrow a
+    # search has an index that yields its matches in that order.
+    __table_args__ = (
+        Index("ix_offers_method_seq", "method", "seq"),
+        Index("ix_offers_status_seq", "status", "seq"),
+        Index("ix_offers_region_seq", "region", "seq"),
+        Index("ix_offers_province_seq", "province", "seq"),
+        Index("ix_offers_city_seq", "city", "seq"),
+    )
 
     offer_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -109,7 +128,11 @@ class OfferRow(ViewBase):
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     title: Mapped[str] = mapped_column(Text)
     ipcs: Mapped[str] = mapped_column(Text)
-    region: Mapped[str] = mapped_column(String(6), index=True)
+    region: Mapped[str] = mapped_column(String(6))
+    # The region's first two and four digits (GB/T 2260 province and city):
+    # a search by either is an index equality.
+    province: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(4))
     method: Mapped[int] = mapped_column(Integer)
     upfront_minor: Mapped[int | None] = mapped_column(BigInteger)
     upfront_currency: Mapped[str | None] = mapped_column(String(3))
@@ -121,12 +144,17 @@ class OfferRow(ViewBase):
 
 
 class OfferIpcRow(ViewBase):
-    """One IPC symbol of an offered patent (an offer has one row per symbol)."""
+    """An IPC search key of an offered patent: a class, subclass, main group or symbol.
+
+    Keyed by (key, offer seq), so that the offers under a prefix are read
+    newest first straight from the primary key.
+    """
 
     __tablename__ = "offer_ipcs"
 
-    offer_id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
-    ipc: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+    ipc: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    offer_id: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class LicenceRow(ViewBase):

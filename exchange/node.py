@@ -42,7 +42,7 @@ from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, Rule
 from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
 from exchange.statements import statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
-from exchange.viewstore import MemoryViewStore, SqlViewStore
+from exchange.viewstore import MemoryViewStore, SqlViewStore, analyze_views
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
 from ledger.models import Log
@@ -303,6 +303,8 @@ class Exchange:
     async def catch_up(self) -> int:
         """Apply the entries of the node's own log that the views have not seen; count them."""
         applied = await apply_log(self.db, self.store)
+        # Statistics for the query planner, which the views outgrow as they grow.
+        await self.db.write(analyze_views)
         if applied:
             await self.views_changed()
         return applied

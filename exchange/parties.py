@@ -76,6 +76,11 @@ def check(
             )
         return
     if state is None:
+        if kind == "credit_event_repaired":  # found through the event: the event is unknown
+            raise RuleViolationError(
+                "CREDIT_EVENT_UNKNOWN", "credit_event_repaired.event_id",
+                "no such credit event is recorded", CREDIT_PROVISIONS,
+            )  # fmt: skip
         raise RuleViolationError(
             "PARTY_UNKNOWN", f"{kind}.party_id", "no such party is registered", REGISTRATION
         )

@@ -30,6 +30,9 @@ from exchange.viewstore import ViewStore
 from kaifang.exchange.v1 import exchange_pb2
 from kaifang.exchange.v1 import statements_pb2 as pb
 
+# The shortest IPC prefix kept in offer_ipcs: a class ("H04"). A section
+# matches so many offers that a scan of the newest finds a page at once.
+INDEXED_IPC_LEVEL = 3
 # RoyaltyTerms variant -> RoyaltyMethod.
 METHOD_OF = {
     "lump_sum": exchange_pb2.ROYALTY_METHOD_LUMP_SUM,
@@ -172,17 +175,21 @@ def _offer(
     fee = up_front(o.terms)
     method = o.terms.WhichOneof("method")
     assert method is not None
+    seq = store.next_seq()
     store.insert(
         OfferRow, dict(
-            offer_id=sid, seq=store.next_seq(), application_number=o.application_number,
+            offer_id=sid, seq=seq, application_number=o.application_number,
             published_at=sequenced_at, title=patent.title, ipcs=patent.ipcs,
-            region=patent.region, method=METHOD_OF[method],
+            region=patent.region, province=patent.region[:2], city=patent.region[:4],
+            method=METHOD_OF[method],
             upfront_minor=fee[0] if fee else None, upfront_currency=fee[1] if fee else None,
             months=o.licence_term_months, terms=o.terms.SerializeToString(deterministic=True),
             patentees=_ids(before.owners), status=exchange_pb2.OFFER_STATUS_ACTIVE,
             acceptances=0, **place,
         )
     )  # fmt: skip
-    keys = dict.fromkeys(key for ipc in ipcs for key in ipc_search_keys(ipc))
+    keys = dict.fromkeys(
+        key for ipc in ipcs for key in ipc_search_keys(ipc) if len(key) >= INDEXED_IPC_LEVEL
+    )
     for key in keys:
-        store.insert(OfferIpcRow, {"offer_id": sid, "ipc": key})
+        store.insert(OfferIpcRow, {"ipc": key, "seq": seq, "offer_id": sid})

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -42,6 +43,7 @@ from exchange.models import (
     PledgeRow,
     StatementRow,
 )
+from exchange.projections import INDEXED_IPC_LEVEL
 from exchange.statements import to_date
 from exchange.viewstore import decode_patent
 from kaifang.exchange.v1 import exchange_pb2 as api
@@ -214,20 +216,26 @@ def get_offer(conn: Connection, request: api.GetOfferRequest) -> api.GetOfferRes
     return api.GetOfferResponse(offer=offer_message(row))
 
 
-def _ipc_match(prefix: str, field: str) -> ColumnElement[bool]:
-    """The ``offer_ipcs`` condition for one prefix: an indexed equality when possible."""
+def _ipc_match(prefix: str, field: str) -> tuple[ColumnElement[bool], bool]:
+    """The condition for one prefix, and whether it is on ``offer_ipcs`` (else on ``offers``)."""
     canonical = parse_ipc_prefix(prefix, field).removesuffix("/")
-    if "/" not in canonical:  # section, class, subclass or main group: a stored key
-        return OfferIpcRow.ipc == canonical
+    if len(canonical) < INDEXED_IPC_LEVEL:  # a section or class: any symbol starting so
+        return OfferRow.ipcs.like(f'%"{canonical}%'), False
+    if "/" not in canonical:  # subclass or main group: a stored key
+        return OfferIpcRow.ipc == canonical, True
     try:
-        return OfferIpcRow.ipc == str(parse_ipc(canonical, field))  # a whole symbol
+        return OfferIpcRow.ipc == str(parse_ipc(canonical, field)), True  # a whole symbol
     except InvalidFieldError:  # part of a subgroup ("H04L 9/3"): rare, scanned
-        return OfferIpcRow.ipc.like(canonical + "%")
+        return OfferIpcRow.ipc.like(canonical + "%"), True
 
 
 def _ipc_condition(prefixes: Sequence[str], field: str) -> ColumnElement[bool]:
     matches = [_ipc_match(p, f"{field}[{i}]") for i, p in enumerate(prefixes)]
-    return OfferRow.offer_id.in_(select(OfferIpcRow.offer_id).where(or_(*matches)))
+    conditions = [condition for condition, keyed in matches if not keyed]
+    keyed = [condition for condition, keyed in matches if keyed]
+    if keyed:
+        conditions.append(OfferRow.seq.in_(select(OfferIpcRow.seq).where(or_(*keyed))))
+    return or_(*conditions)
 
 
 def _keyword_condition(keywords: Sequence[str], field: str) -> ColumnElement[bool]:
@@ -237,11 +245,33 @@ def _keyword_condition(keywords: Sequence[str], field: str) -> ColumnElement[boo
     return or_(*(OfferRow.title.icontains(w.strip(), autoescape=True) for w in keywords))
 
 
-def search_filter(request: api.SearchOffersRequest) -> list[ColumnElement[bool]]:
-    """The SQL conditions of a search request (validating each field)."""
+def _region_condition(region: str) -> ColumnElement[bool]:
+    if len(region) not in (2, 4, 6) or not region.isdigit():
+        raise InvalidFieldError("region", f"{region!r} is not a 2, 4 or 6 digit code")
+    # An equality on the code's own level, so that its (level, seq) index
+    # yields the newest matches first.
+    column = {2: OfferRow.province, 4: OfferRow.city, 6: OfferRow.region}[len(region)]
+    return column == region
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search request as SQL: conditions on ``offers``, and an IPC key to drive it, if any."""
+
+    conditions: list[ColumnElement[bool]]
+    ipc_key: ColumnElement[bool] | None
+
+
+def search_plan(request: api.SearchOffersRequest) -> SearchPlan:
+    """The SQL of a search request (validating each field)."""
     conditions: list[ColumnElement[bool]] = []
+    ipc_key = None
     if request.ipc_prefix:
-        conditions.append(_ipc_condition([request.ipc_prefix], "ipc_prefix"))
+        condition, keyed = _ipc_match(request.ipc_prefix, "ipc_prefix")
+        if keyed:
+            ipc_key = condition
+        else:
+            conditions.append(condition)
     if request.keyword:
         if len(request.keyword) > MAX_KEYWORD:
             raise InvalidFieldError("keyword", f"is longer than {MAX_KEYWORD} characters")
@@ -265,25 +295,31 @@ def search_filter(request: api.SearchOffersRequest) -> list[ColumnElement[bool]]
             )
         )
     if request.region:
-        if len(request.region) not in (2, 4, 6) or not request.region.isdigit():
-            raise InvalidFieldError("region", f"{request.region!r} is not a 2, 4 or 6 digit code")
-        conditions.append(OfferRow.region.like(request.region + "%"))
+        conditions.append(_region_condition(request.region))
     if request.status:
         if request.status not in api.OfferStatus.values():
             raise InvalidFieldError("status", f"{request.status} is not an OfferStatus")
         conditions.append(OfferRow.status == request.status)
-    return conditions
+    return SearchPlan(conditions, ipc_key)
 
 
 def search_offers(conn: Connection, request: api.SearchOffersRequest) -> api.SearchOffersResponse:
     """A page of matching offers, newest first."""
     size = page_size(request.page_size)
-    conditions = search_filter(request)
+    plan = search_plan(request)
     key = read_page_token(request, request.page_token)
+    conditions = list(plan.conditions)
+    if plan.ipc_key is not None:
+        # Driven by the IPC key's rows, newest first; offers joined by seq.
+        order = OfferIpcRow.seq
+        query = select(OfferRow).join(OfferIpcRow, OfferIpcRow.seq == OfferRow.seq)
+        conditions.append(plan.ipc_key)
+    else:
+        order = OfferRow.seq
+        query = select(OfferRow)
     if key is not None:
-        conditions.append(OfferRow.seq < int(key[0]))
-    query = select(OfferRow).where(*conditions).order_by(OfferRow.seq.desc()).limit(size + 1)
-    rows = conn.execute(query).all()
+        conditions.append(order < int(key[0]))
+    rows = conn.execute(query.where(*conditions).order_by(order.desc()).limit(size + 1)).all()
     response = api.SearchOffersResponse(offers=[offer_message(r) for r in rows[:size]])
     if len(rows) > size:
         response.next_page_token = make_page_token(request, [rows[size - 1].seq])

@@ -102,6 +102,19 @@ class PatentState:
     pledge: Pledge | None = None
 
 
+# What refuses a statement whose referenced id names no known statement.
+UNKNOWN_REFERENCE: dict[str, tuple[str, str, str, str]] = {
+    "offer_withdrawn": ("OFFER_NOT_ACTIVE", "offer_withdrawn.offer_id", "no such offer", ART_50),
+    "license_accepted": ("OFFER_NOT_ACTIVE", "license_accepted.offer_id", "no such offer", ART_50),
+    "pledge_released": (
+        "PLEDGE_NOT_ACTIVE", "pledge_released.pledge_id", "no such pledge", PLEDGE_MEASURES
+    ),
+    "license_recorded": (
+        "LICENSE_UNKNOWN", "license_recorded.license_id", "no such licence", RECORDAL
+    ),
+}  # fmt: skip
+
+
 def _refuse(code: str, where: str, message: str, basis: str) -> RuleViolationError:
     return RuleViolationError(code, where, message, basis)
 
@@ -192,6 +205,11 @@ def check(
                 )  # fmt: skip
         return
     if state is None:
+        # A statement that names an earlier one by id is refused at that id:
+        # the id is unknown, so no patent could be found through it.
+        unknown = UNKNOWN_REFERENCE.get(kind or "")
+        if unknown is not None:
+            raise _refuse(*unknown)
         raise _refuse("PATENT_UNKNOWN", f"{kind}.application_number", "not recorded", ART_39)
     if kind == "offer_published":
         _check_offer(state, statement.offer_published, signers, today)

@@ -128,10 +128,21 @@ def _require_date(message: Message, name: str, field: str) -> dt.date:
     return to_date(getattr(message, name), field)
 
 
+# The largest amount a statement may carry, in minor units: ten trillion
+# yuan, far above any patent transaction, and low enough that totals of
+# thousands of them still fit the 64-bit integers of Money and of SQL sums.
+MAX_AMOUNT_MINOR = 10**15
+
+
 def _check_money(money: pb.Money, field: str, *, positive: bool = False) -> None:
     if money.amount_minor < 0 or (positive and money.amount_minor == 0):
         need = "positive" if positive else "not negative"
         raise InvalidFieldError(f"{field}.amount_minor", f"{money.amount_minor} must be {need}")
+    if money.amount_minor > MAX_AMOUNT_MINOR:
+        raise InvalidFieldError(
+            f"{field}.amount_minor",
+            f"{money.amount_minor} is above the limit of {MAX_AMOUNT_MINOR} minor units",
+        )
     parse_currency(money.currency, f"{field}.currency")
 
 

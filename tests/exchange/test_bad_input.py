@@ -33,7 +33,13 @@ from exchange.node import MAX_SUBMIT_BATCH
 from exchange.sample import SampleParty, generate
 from exchange.server import MAX_MESSAGE_BYTES, RunningNode, start_node
 from exchange.service import ERROR_DOMAIN
-from exchange.statements import MAX_STATEMENT_BYTES, key_fingerprint, sign, statement_id
+from exchange.statements import (
+    MAX_AMOUNT_MINOR,
+    MAX_STATEMENT_BYTES,
+    key_fingerprint,
+    sign,
+    statement_id,
+)
 from kaifang.exchange.v1 import exchange_pb2 as api
 from kaifang.exchange.v1 import exchange_pb2_grpc
 from kaifang.exchange.v1 import statements_pb2 as pb
@@ -517,3 +523,71 @@ async def test_the_digest_covers_every_table_and_sees_one_admitted_statement(
     after = await market.digest()
     changed = {name for name in before if before[name] != after[name]}
     assert {"entries", "checkpoints", "statements", "parties"} <= changed
+
+
+UNKNOWN = b"\x05" * 32  # the id of no statement
+
+
+def _about_unknown(m: Market, kind: str) -> pb.SignedStatement:
+    today = story.date(story.today())
+    if kind == "offer_withdrawn":
+        return story.withdrawal(UNKNOWN, [m.owner])
+    if kind == "license_accepted":
+        return story.acceptance(UNKNOWN, m.licensee)
+    if kind == "pledge_released":
+        body = pb.Statement(pledge_released=pb.PledgeReleased(pledge_id=UNKNOWN, reason="repaid"))
+        return story.signed(body, (m.bank.party_id, m.bank))
+    if kind == "license_recorded":
+        recorded = pb.LicenseRecorded(
+            license_id=UNKNOWN, recordal_number="2026990000123", recorded_on=today
+        )
+        return story.signed(pb.Statement(license_recorded=recorded), (m.owner.party_id, m.owner))
+    repaired = pb.CreditEventRepaired(
+        event_id=UNKNOWN, supervisor=m.co_owner.party_id, summary="paid"
+    )
+    return story.signed(
+        pb.Statement(credit_event_repaired=repaired), (m.co_owner.party_id, m.co_owner)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "field"),
+    [
+        ("offer_withdrawn", "OFFER_NOT_ACTIVE", "offer_withdrawn.offer_id"),
+        ("license_accepted", "OFFER_NOT_ACTIVE", "license_accepted.offer_id"),
+        ("pledge_released", "PLEDGE_NOT_ACTIVE", "pledge_released.pledge_id"),
+        ("license_recorded", "LICENSE_UNKNOWN", "license_recorded.license_id"),
+        ("credit_event_repaired", "CREDIT_EVENT_UNKNOWN", "credit_event_repaired.event_id"),
+    ],
+)
+async def test_a_statement_about_an_unknown_id_is_refused_at_that_id(
+    market: Market, kind: str, reason: str, field: str
+) -> None:
+    size, before = await market.size(), await market.digest()
+    request = api.SubmitStatementRequest(signed=_about_unknown(market, kind))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await market.stub.SubmitStatement(request)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, info.metadata["field"]) == (reason, field)
+    assert await market.size() == size
+    assert await market.digest() == before
+
+
+async def test_an_amount_above_the_limit_is_refused_and_statistics_stay_whole(
+    market: Market,
+) -> None:
+    size, before = await market.size(), await market.digest()
+    too_much = story.pledge(market.spare, [market.owner], market.bank, MAX_AMOUNT_MINOR + 1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await market.stub.SubmitStatement(api.SubmitStatementRequest(signed=too_much))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await market.size(), await market.digest()) == (size, before)
+    most = story.pledge(market.spare, [market.owner], market.bank, MAX_AMOUNT_MINOR)
+    await market.stub.SubmitStatement(api.SubmitStatementRequest(signed=most))
+    stats = await market.stub.GetStatistics(api.GetStatisticsRequest())
+    pledged = [m.amount_minor for r in stats.rows for m in r.pledged]
+    assert sum(pledged) >= MAX_AMOUNT_MINOR
