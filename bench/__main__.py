@@ -8,9 +8,10 @@ Usage::
     python -m bench --profile       # also write cProfile output to bench/out/
 
 Benchmarks (see each module): ``append`` (:mod:`bench.append`), ``pymerkle``
-(:mod:`bench.pymerkle_compare`), ``proofs`` (:mod:`bench.proofs`) and
-``latency`` (:mod:`bench.latency`). Each runs in an event loop of its own,
-and an error in one is reported without stopping the others.
+(:mod:`bench.pymerkle_compare`), ``proofs`` (:mod:`bench.proofs`),
+``latency`` (:mod:`bench.latency`) and ``admission`` (:mod:`bench.admission`).
+Each runs in an event loop of its own, and an error in one is reported
+without stopping the others.
 
 Exit status: 0 if every target is met, 1 if one is missed or a benchmark
 failed, 2 for bad arguments.
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import append, latency, machine, proofs, pymerkle_compare
+from bench import admission, append, latency, machine, proofs, pymerkle_compare
 from bench.common import Context, Figure, Outcome, Sizes, format_number
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "pymerkle": pymerkle_compare.run,
     "proofs": proofs.run,
     "latency": latency.run,
+    "admission": admission.run,
 }
 
 
@@ -95,7 +97,7 @@ def render_table(results: dict[str, dict[str, Any]], figures: dict[str, list[Fig
             continue
         for figure in figures[name]:
             baseline = "" if figure.baseline is None else _value_of(figure.baseline, figure.unit)
-            ratio = "" if figure.ratio is None else f"{figure.ratio:.2f}"
+            ratio = "" if figure.ratio is None else _ratio(figure.ratio)
             targets = "; ".join(t.describe(figure.unit) for t in figure.targets) or "-"
             rows.append((figure.label, _value(figure), baseline, ratio, targets, _verdict(figure)))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -109,6 +111,12 @@ def render_table(results: dict[str, dict[str, Any]], figures: dict[str, list[Fig
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def _ratio(ratio: float) -> str:
+    # Two decimals, but a ratio far below 1 keeps two significant digits
+    # rather than printing as 0.00.
+    return f"{ratio:.2f}" if ratio >= 0.01 else f"{ratio:.2g}"
 
 
 def _value_of(x: float, unit: str) -> str:

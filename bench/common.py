@@ -175,6 +175,17 @@ class Sizes:
     latency_seconds: float = 5.0
     latency_appenders: int = 16
     commits: int = 50
+    # admission: offers per phase (the stock; a phase also stops at its time
+    # limit), clients, statements per SubmitStatements call, and how long each
+    # baseline runs.
+    admission_unary: int = 6_000
+    admission_batched: int = 16_000
+    admission_seconds: float = 5.0
+    admission_clients: int = 16
+    admission_batch: int = 100
+    admission_parties: int = 200
+    echo_seconds: float = 2.0
+    ed25519_seconds: float = 1.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -188,6 +199,12 @@ class Sizes:
             proof_seconds=1.0,
             latency_seconds=1.5,
             commits=20,
+            admission_unary=600,
+            admission_batched=2_000,
+            admission_seconds=3.0,
+            admission_parties=50,
+            echo_seconds=0.5,
+            ed25519_seconds=0.3,
         )
 
 
