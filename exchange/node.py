@@ -27,6 +27,7 @@ transaction, so that one poisonous statement cannot fail its neighbours.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import time
@@ -39,7 +40,7 @@ from sqlalchemy import Connection, select
 from exchange import metrics
 from exchange.admission import admit
 from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
-from exchange.models import PartyRow, PatentRow, StatementRow, ViewCursor
+from exchange.models import ViewCursor
 from exchange.statements import statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
 from exchange.viewstore import MemoryViewStore, SqlViewStore, analyze_views
@@ -77,6 +78,8 @@ class _Placed:
     origin: str
     index: int
     duplicate: bool
+    entry: bytes | None = None  # the entry appended, for a new statement
+    size: int | None = None  # the size of the checkpoint that covers it
 
 
 @dataclass
@@ -186,7 +189,8 @@ class Exchange:
     async def _with_receipt(self, placed: _Placed) -> Submitted:
         receipt = ""
         if placed.origin == self.origin:
-            receipt = (await self.store.receipt(placed.index)).format()
+            found = await self.store.receipt(placed.index, placed.size, entry=placed.entry)
+            receipt = found.format()
         return Submitted(
             placed.statement_id, placed.origin, placed.index, receipt, placed.duplicate
         )
@@ -269,6 +273,8 @@ class Exchange:
             else:
                 admitted += not result.duplicate
                 metrics.SEQUENCING_SECONDS.observe(done - item.queued_at)
+                if not result.duplicate:
+                    result = dataclasses.replace(result, size=checkpoint.size)
                 item.future.set_result(result)
         if admitted:
             metrics.BATCH_SIZE.observe(admitted)
@@ -284,21 +290,26 @@ class Exchange:
     ) -> _Placed:
         """Sequence one statement inside the batch transaction, or raise why not."""
         sid = statement_id(signed.statement)
-        query = select(StatementRow.origin, StatementRow.idx).where(StatementRow.id == sid)
-        found = conn.execute(query).first()
+        found = world.placed(sid)
         if found is not None:
-            return _Placed(sid, str(found[0]), int(found[1]), duplicate=True)
+            return _Placed(sid, found[0], found[1], duplicate=True)
         admitted = admit(signed, world, now)
-        home = home_of(conn, admitted.patent, admitted.party)
+        home = world.home(admitted.patent, admitted.party)
         if home is not None and home != self.origin:
             raise NotHomeError(home, admitted.patent or admitted.party or "?")
         entry = build_entry(self.origin, now, signed, admitted, world)
         if len(entry) > MAX_ENTRY:
             raise InvalidFieldError("signed", f"the log entry would be {len(entry)} bytes")
         (index,) = appender.extend([entry])
-        apply_entry(world, self.origin, index, entry)
+        try:
+            apply_entry(world, self.origin, index, entry)
+        except ExchangeError as e:
+            # Admitted but not applicable: a bug, and the transaction already
+            # holds some of its writes; fail the batch (it is retried per
+            # statement) rather than let it commit half done.
+            raise RuntimeError(f"admitted statement {sid.hex()} could not be applied") from e
         metrics.ADMISSIONS.labels(admitted.kind, "admitted").inc()
-        return _Placed(sid, self.origin, index, duplicate=False)
+        return _Placed(sid, self.origin, index, duplicate=False, entry=entry)
 
     async def catch_up(self) -> int:
         """Apply the entries of the node's own log that the views have not seen; count them."""
@@ -354,15 +365,3 @@ async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
             applied += len(rows)
     await db.write(views.write)
     return applied
-
-
-def home_of(conn: Connection, patent: str | None, party: str | None) -> str | None:
-    """The home exchange of the statement's subject, if the views know it."""
-    if patent is not None:
-        query = select(PatentRow.home).where(PatentRow.application_number == patent)
-    elif party is not None:
-        query = select(PartyRow.home).where(PartyRow.party_id == party)
-    else:
-        return None
-    home = conn.execute(query).scalar_one_or_none()
-    return None if home is None else str(home)

@@ -20,12 +20,12 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete
 
 from exchange import parties, rules
 from exchange.admission import LEGAL_TIME_ZONE, PARTY_KINDS, PATENT_KINDS, Admitted, subject_of
 from exchange.errors import ViewOrderError
-from exchange.models import PartyRow, PatentRow, StatementRow
+from exchange.models import StatementRow
 from exchange.projections import project
 from exchange.statements import parse_statement, statement_id
 from exchange.viewstore import VIEW_TABLES, SqlViewStore, ViewStore
@@ -60,15 +60,6 @@ class DbWorld(SqlViewStore):
         """Whether entry ``index`` of ``origin``'s log is applied to these views."""
         applied = self.cursor(origin)
         return applied is not None and 0 <= index < applied
-
-    def last_index(self, patent: str | None, party: str | None) -> int | None:
-        """Index, in its home log, of the last entry about the subject."""
-        if patent is not None:
-            query = select(PatentRow.last_index).where(PatentRow.application_number == patent)
-        else:
-            query = select(PartyRow.last_index).where(PartyRow.party_id == party)
-        value = self.conn.execute(query).scalar_one_or_none()
-        return None if value is None else int(value)
 
 
 def build_entry(

@@ -33,6 +33,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -273,82 +274,223 @@ class _Subjects:
         return found[2] if found is not None and found[0] == "credit_event_recorded" else None
 
 
-class SqlViewStore(_Subjects):
-    """The view tables on one connection (inside the caller's transaction)."""
+class _Prepared:
+    """A Core statement compiled once per dialect into driver SQL with positional parameters.
 
-    # Statements built once per process, shared by every store (they hold no state).
-    _inserts: ClassVar[dict[str, Any]] = {}
-    _updates: ClassVar[dict[tuple[str, tuple[str, ...]], Any]] = {}
+    Executing a SQLAlchemy statement costs tens of microseconds of cache-key
+    and result work, several times SQLite's own for a point read; admission
+    runs about twenty per statement. Parameters go to the driver as a tuple;
+    only date-times are converted (by the dialect's own processor), since
+    SQLite keeps them as text.
+    """
+
+    _compiled: ClassVar[dict[tuple[str, int], tuple[str, tuple[str, ...], tuple[Any, ...]]]] = {}
+
+    def __init__(self, statement: Any) -> None:
+        """Prepare ``statement`` (its parameters are named bind parameters)."""
+        self.statement = statement
+
+    def _for(self, conn: Connection) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+        dialect = conn.dialect
+        key = (dialect.name, id(self))
+        found = self._compiled.get(key)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            names = tuple(compiled.positiontup or ())
+            processors = tuple(
+                compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
+                if isinstance(compiled.binds[n].type, DateTime)
+                else None
+                for n in names
+            )
+            found = self._compiled[key] = (str(compiled), names, processors)
+        return found
+
+    def run(self, conn: Connection, params: Row) -> Any:
+        """Execute with ``params`` (by bind parameter name); return the driver's result."""
+        sql, names, processors = self._for(conn)
+        values = tuple(
+            params[n] if p is None or params[n] is None else p(params[n])
+            for n, p in zip(names, processors, strict=True)
+        )
+        return conn.exec_driver_sql(sql, values)
+
+    def first(self, conn: Connection, params: Row) -> Any:
+        """The first row of the result, or None."""
+        return self.run(conn, params).first()
+
+
+def _key(name: str = "k") -> Any:
+    return bindparam(name)
+
+
+_CURSOR = _Prepared(select(ViewCursor.next_index).where(ViewCursor.origin == _key()))
+_STATEMENT = _Prepared(
+    select(
+        StatementRow.kind, StatementRow.patent, StatementRow.party, StatementRow.origin,
+        StatementRow.idx,
+    ).where(StatementRow.id == _key())
+)  # fmt: skip
+_PATENT = _Prepared(
+    select(
+        PatentRow.state, PatentRow.title, PatentRow.region, PatentRow.ipcs, PatentRow.ipc,
+        PatentRow.home, PatentRow.last_index,
+    ).where(PatentRow.application_number == _key())
+)  # fmt: skip
+_PARTY = _Prepared(
+    select(PartyRow.state, PartyRow.region, PartyRow.home, PartyRow.last_index).where(
+        PartyRow.party_id == _key()
+    )
+)
+_MAX_SEQ = _Prepared(select(func.max(OfferRow.seq)))
+_INSERTS: dict[str, _Prepared] = {t.name: _Prepared(insert(t)) for t in VIEW_TABLES}
+_UPDATES: dict[tuple[str, tuple[str, ...]], _Prepared] = {}
+_INCREMENTS: dict[tuple[str, str], _Prepared] = {}
+
+
+@dataclass
+class _Subject:
+    """What a transaction has read or written of one patent or party."""
+
+    state: Any  # PatentState | PartyState
+    info: PatentInfo | None
+    region: str
+    home: str
+    last_index: int
+
+
+class SqlViewStore(_Subjects):
+    """The view tables on one connection, inside one transaction of the caller.
+
+    What it reads is remembered until the transaction ends (the store is
+    made per transaction), and what it writes updates that memory: a batch
+    of statements about the same patent reads the patent once.
+    """
 
     def __init__(self, conn: Connection) -> None:
         """Read and write through ``conn``."""
         self.conn = conn
+        self._patents: dict[str, _Subject | None] = {}
+        self._parties: dict[str, _Subject | None] = {}
+        self._statements: dict[bytes, tuple[str, str | None, str | None, str, int] | None] = {}
+        self._cursors: dict[str, int | None] = {}
+        self._seq: int | None = None
 
     def _insert(self, table: Table, row: Row) -> None:
-        statement = self._inserts.get(table.name)
-        if statement is None:
-            statement = self._inserts[table.name] = insert(table)
-        self.conn.execute(statement, row)
+        _INSERTS[table.name].run(self.conn, row)
 
     def _update(self, table: Table, key_column: str, key: object, values: Row) -> None:
         names = tuple(sorted(values))
-        statement = self._updates.get((table.name, names))
-        if statement is None:
+        prepared = _UPDATES.get((table.name, names))
+        if prepared is None:
             statement = update(table).where(table.c[key_column] == bindparam("_key"))
             statement = statement.values({n: bindparam(n) for n in names})
-            self._updates[(table.name, names)] = statement
-        self.conn.execute(statement, {"_key": key, **values})
+            prepared = _UPDATES[(table.name, names)] = _Prepared(statement)
+        prepared.run(self.conn, {"_key": key, **values})
+
+    # -- reads --------------------------------------------------------------
+
+    def _patent(self, number: str) -> _Subject | None:
+        if number not in self._patents:
+            row = _PATENT.first(self.conn, {"k": number})
+            self._patents[number] = (
+                None
+                if row is None
+                else _Subject(
+                    decode_patent(row[0]),
+                    PatentInfo(row[1], row[2], row[3], row[4]),
+                    row[2],
+                    row[5],
+                    int(row[6]),
+                )
+            )
+        return self._patents[number]
+
+    def _party(self, party_id: str) -> _Subject | None:
+        if party_id not in self._parties:
+            row = _PARTY.first(self.conn, {"k": party_id})
+            self._parties[party_id] = (
+                None
+                if row is None
+                else _Subject(decode_party(row[0]), None, row[1], row[2], int(row[3]))
+            )
+        return self._parties[party_id]
+
+    def placed(self, sid: bytes) -> tuple[str, int] | None:
+        """(origin, index) of an applied statement, or None."""
+        if sid not in self._statements:
+            row = _STATEMENT.first(self.conn, {"k": sid})
+            self._statements[sid] = None if row is None else (*row[:4], int(row[4]))
+        found = self._statements[sid]
+        return None if found is None else (found[3], found[4])
 
     def cursor(self, origin: str) -> int | None:
         """The index of the next entry of ``origin`` to apply, None if none was applied."""
-        query = select(ViewCursor.next_index).where(ViewCursor.origin == origin)
-        value = self.conn.execute(query).scalar_one_or_none()
-        return None if value is None else int(value)
+        if origin not in self._cursors:
+            row = _CURSOR.first(self.conn, {"k": origin})
+            self._cursors[origin] = None if row is None else int(row[0])
+        return self._cursors[origin]
+
+    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
+        """(kind, patent, party) of an applied statement, or None."""
+        self.placed(sid)
+        found = self._statements[sid]
+        return None if found is None else found[:3]
+
+    def patent(self, number: str) -> PatentState | None:
+        """A patent's state, or None."""
+        subject = self._patent(number)
+        return None if subject is None else subject.state
+
+    def patent_info(self, number: str) -> PatentInfo | None:
+        """A patent's recorded title, region and IPC symbols, or None."""
+        subject = self._patent(number)
+        return None if subject is None else subject.info
+
+    def party(self, party_id: str) -> PartyState | None:
+        """A party's state, or None."""
+        subject = self._party(party_id)
+        return None if subject is None else subject.state
+
+    def party_region(self, party_id: str) -> str | None:
+        """A party's region, or None if unregistered."""
+        subject = self._party(party_id)
+        return None if subject is None else subject.region
+
+    def home(self, patent: str | None, party: str | None) -> str | None:
+        """The home exchange of a patent or party, if the views know it."""
+        subject = (
+            self._patent(patent)
+            if patent is not None
+            else self._party(party)
+            if party is not None
+            else None
+        )
+        return None if subject is None else subject.home
+
+    def last_index(self, patent: str | None, party: str | None) -> int | None:
+        """Index, in its home log, of the last entry about the subject."""
+        subject = self._patent(patent) if patent is not None else self._party(party or "")
+        return None if subject is None else subject.last_index
+
+    # -- writes -------------------------------------------------------------
 
     def set_cursor(self, origin: str, next_index: int) -> None:
         """Record that ``origin``'s entries below ``next_index`` are applied."""
         table = table_of(ViewCursor)
-        if next_index == 1 or self.cursor(origin) is None:
+        if self.cursor(origin) is None:
             self._insert(table, {"origin": origin, "next_index": next_index})
         else:
             self._update(table, "origin", origin, {"next_index": next_index})
-
-    def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
-        """(kind, patent, party) of an applied statement, or None."""
-        query = select(StatementRow.kind, StatementRow.patent, StatementRow.party).where(
-            StatementRow.id == sid
-        )
-        row = self.conn.execute(query).first()
-        return None if row is None else (row.kind, row.patent, row.party)
-
-    def patent(self, number: str) -> PatentState | None:
-        """A patent's state, or None."""
-        query = select(PatentRow.state).where(PatentRow.application_number == number)
-        found = self.conn.execute(query).scalar_one_or_none()
-        return None if found is None else decode_patent(found)
-
-    def patent_info(self, number: str) -> PatentInfo | None:
-        """A patent's recorded title, region and IPC symbols, or None."""
-        query = select(PatentRow.title, PatentRow.region, PatentRow.ipcs, PatentRow.ipc).where(
-            PatentRow.application_number == number
-        )
-        row = self.conn.execute(query).first()
-        return None if row is None else PatentInfo(*row)
-
-    def party(self, party_id: str) -> PartyState | None:
-        """A party's state, or None."""
-        query = select(PartyRow.state).where(PartyRow.party_id == party_id)
-        found = self.conn.execute(query).scalar_one_or_none()
-        return None if found is None else decode_party(found)
-
-    def party_region(self, party_id: str) -> str | None:
-        """A party's region, or None if unregistered."""
-        query = select(PartyRow.region).where(PartyRow.party_id == party_id)
-        return self.conn.execute(query).scalar_one_or_none()
+        self._cursors[origin] = next_index
 
     def put_patent(self, row: Row, state: PatentState) -> None:
         """Insert a patent."""
         self._insert(table_of(PatentRow), {**row, "state": encode_patent(state)})
+        info = PatentInfo(row["title"], row["region"], row["ipcs"], row["ipc"])
+        self._patents[row["application_number"]] = _Subject(
+            state, info, row["region"], row["home"], row["last_index"]
+        )
 
     def set_patent(self, number: str, state: PatentState | None, last_index: int) -> None:
         """Update a patent's state (unless None) and the index of its last entry."""
@@ -356,19 +498,34 @@ class SqlViewStore(_Subjects):
         if state is not None:
             values.update(state=encode_patent(state), status=int(state.status))
         self._update(table_of(PatentRow), "application_number", number, values)
+        subject = self._patent(number)
+        if subject is not None:
+            subject.last_index = last_index
+            if state is not None:
+                subject.state = state
 
     def put_party(self, row: Row, state: PartyState) -> None:
         """Insert a party."""
         self._insert(table_of(PartyRow), {**row, "state": encode_party(state)})
+        self._parties[row["party_id"]] = _Subject(
+            state, None, row["region"], row["home"], row["last_index"]
+        )
 
     def set_party(self, party_id: str, state: PartyState, last_index: int) -> None:
         """Update a party's state and the index of its last entry."""
         values = {"state": encode_party(state), "last_index": last_index}
         self._update(table_of(PartyRow), "party_id", party_id, values)
+        subject = self._party(party_id)
+        if subject is not None:
+            subject.state, subject.last_index = state, last_index
 
     def insert(self, table: type[ViewBase], row: Row) -> None:
         """Insert ``row`` into ``table``."""
         self._insert(table_of(table), row)
+        if table is StatementRow:
+            self._statements[row["id"]] = (
+                row["kind"], row["patent"], row["party"], row["origin"], row["idx"]
+            )  # fmt: skip
 
     def update(self, table: type[ViewBase], key: object, values: Row) -> None:
         """Set ``values`` on the row whose primary key is ``key``."""
@@ -376,18 +533,29 @@ class SqlViewStore(_Subjects):
 
     def increment(self, table: type[ViewBase], key: object, column: str) -> None:
         """Add one to ``column`` of the row whose primary key is ``key``."""
-        t = table_of(table)
-        key_column = _key_column(table)
-        self.conn.execute(update(t).where(t.c[key_column] == key).values({column: t.c[column] + 1}))
+        prepared = _INCREMENTS.get((table.__tablename__, column))
+        if prepared is None:
+            t = table_of(table)
+            statement = (
+                update(t)
+                .where(t.c[_key_column(table)] == bindparam("_key"))
+                .values({column: t.c[column] + literal_column("1")})
+            )
+            prepared = _INCREMENTS[(table.__tablename__, column)] = _Prepared(statement)
+        prepared.run(self.conn, {"_key": key})
 
     def next_seq(self) -> int:
         """The next offer sequence number."""
-        if self.conn.dialect.name == "postgresql":
-            # Watchers resume after the highest cursor they saw: offers must
-            # become visible in cursor order, so their numbering is serialised.
-            self.conn.execute(text("LOCK TABLE offers IN EXCLUSIVE MODE"))
-        last = self.conn.execute(select(func.max(OfferRow.seq))).scalar_one_or_none()
-        return 1 if last is None else int(last) + 1
+        if self._seq is None:
+            if self.conn.dialect.name == "postgresql":
+                # Watchers resume after the highest cursor they saw: offers
+                # must become visible in cursor order, so their numbering is
+                # serialised (until this transaction ends).
+                self.conn.execute(text("LOCK TABLE offers IN EXCLUSIVE MODE"))
+            last = _MAX_SEQ.first(self.conn, {})[0]
+            self._seq = 0 if last is None else int(last)
+        self._seq += 1
+        return self._seq
 
 
 class MemoryViewStore(_Subjects):

@@ -60,6 +60,7 @@ from ledger.merkle import (
     leaf_hash,
     node_home,
     subtrees,
+    verify_inclusion,
 )
 from ledger.models import Checkpoint as CheckpointRow
 from ledger.models import Entry, Log
@@ -110,6 +111,9 @@ class Appended:
     checkpoint: SignedCheckpoint
 
 
+# An entries row as the hot path writes it: log id, index, leaf hash,
+# subtree hashes, data.
+_EntryRow = tuple[int, int, bytes, bytes, bytes]
 # The hot path hands rows to the driver as tuples: SQLAlchemy's per-row
 # parameter processing costs more than SQLite's own insert at bulk rates.
 _INSERT_ENTRIES = "INSERT INTO entries (log_id, idx, leaf_hash, nodes, data) VALUES ({})"
@@ -317,14 +321,18 @@ class LogStore:
                 f"{self.origin} ({self.vkey})"
             )
 
-        def run(conn: Connection) -> tuple[T, SignedCheckpoint, CompactRange]:
+        def run(conn: Connection) -> tuple[T, SignedCheckpoint, CompactRange, list[_EntryRow]]:
             appender = Appender(self, conn)
             result = work(conn, appender)
             checkpoint = appender.finish(signer, clock)
-            return result, checkpoint, appender.border
+            return result, checkpoint, appender.border, appender.written
 
-        result, checkpoint, border = await self.db.write(run)
+        result, checkpoint, border, written = await self.db.write(run)
         self._border = border
+        # What was just written is what the next proofs (the receipts of this
+        # batch) need: keep it, as any read of it would have.
+        self._checkpoints.put(checkpoint.size, checkpoint)
+        self._rows.put_many({row[1]: row[2] + row[3] for row in written})
         return result, checkpoint
 
     def _lock(self, conn: Connection) -> None:
@@ -589,10 +597,19 @@ class LogStore:
             raise IndexOutOfRangeError(f"log {self.origin} has no entry {index}")
         return bytes(data)
 
-    async def receipt(self, index: int, size: int | None = None) -> Receipt:
-        """Return the C2SP tlog-proof@v1 receipt of entry ``index`` at a signed size."""
+    async def receipt(
+        self, index: int, size: int | None = None, *, entry: bytes | None = None
+    ) -> Receipt:
+        """Return the C2SP tlog-proof@v1 receipt of entry ``index`` at a signed size.
+
+        ``entry`` is the entry's bytes if the caller has them (it just appended
+        them): the proof is checked against them, so wrong bytes cannot make a
+        receipt that verifies.
+        """
         proof, checkpoint = await self.inclusion_proof(index, size)
-        data = await self.entry(index)
+        data = await self.entry(index) if entry is None else entry
+        if entry is not None:
+            verify_inclusion(leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash)
         return Receipt(index, tuple(proof), checkpoint.note, data)
 
     # -- checking ---------------------------------------------------------
@@ -710,8 +727,10 @@ class Appender:
         self._conn = conn
         store._lock(conn)
         self.border = store._load_border(conn, store._size(conn))
-        self._rows: list[tuple[int, int, bytes, bytes, bytes]] = []
+        self._rows: list[_EntryRow] = []
         self._known: dict[bytes, int] = {}
+        # The rows :meth:`finish` wrote.
+        self.written: list[_EntryRow] = []
 
     @property
     def size(self) -> int:
@@ -743,6 +762,7 @@ class Appender:
         if self._rows:
             sql = _INSERT_ENTRIES.format(store.db.placeholders(5))
             self._conn.exec_driver_sql(sql, self._rows)
+            self.written.extend(self._rows)
             self._rows = []
         return store._checkpoint_for(self._conn, self.border, signer, clock)
 
