@@ -12,6 +12,7 @@ updates the views with ``apply``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +137,38 @@ def _candidate_keys(signer: str, statement: pb.Statement, world: World) -> list[
     if kind == "party_key_rotated" and statement.party_key_rotated.party_id == signer:
         keys.append(statement.party_key_rotated.new_public_key)
     return keys
+
+
+def signature_checks(
+    signeds: Sequence[pb.SignedStatement], world: World
+) -> list[tuple[bytes, pb.Signature, bytes]]:
+    """The (statement, signature, key) checks that admitting ``signeds`` now would make.
+
+    Read from the world as it is; admission looks again inside its
+    transaction, so a key rotated in between is simply checked then.
+    Statements that do not parse are skipped (admission refuses them).
+    """
+    checks: list[tuple[bytes, pb.Signature, bytes]] = []
+    for signed in signeds:
+        try:
+            statement = parse_statement(signed.statement)
+        except InvalidFieldError:
+            continue
+        for signature in signed.signatures[:MAX_SIGNATURES]:
+            for key in _candidate_keys(signature.signer, statement, world):
+                if key_fingerprint(key) == signature.key_fingerprint:
+                    checks.append((signed.statement, signature, key))
+    return checks
+
+
+def run_signature_checks(checks: Sequence[tuple[bytes, pb.Signature, bytes]]) -> None:
+    """Verify each check, remembering those that hold (:data:`statements.VERIFIED`).
+
+    Failures are ignored here: admission meets them again and refuses.
+    """
+    for statement, signature, key in checks:
+        with contextlib.suppress(SignatureInvalidError):
+            verify(statement, signature, key)
 
 
 def verify_signatures(

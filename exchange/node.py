@@ -32,13 +32,14 @@ import datetime as dt
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, select
 
 from exchange import metrics
-from exchange.admission import admit
+from exchange.admission import admit, run_signature_checks, signature_checks
 from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
 from exchange.models import ViewCursor
 from exchange.statements import statement_id
@@ -55,6 +56,10 @@ from ledger.store import Appender, LogStore, Sequencer
 MAX_BATCH = 256
 # Log entries applied to the views per transaction when catching up or rebuilding.
 APPLY_CHUNK = 1000
+# Submissions of fewer statements are verified inside the admitting
+# transaction: checking them beforehand on another thread costs more (the
+# hop, a connection, a key read) than the verification it moves.
+PRECHECK_MIN = 16
 # Statements one batch request may carry (register feeds, bulk imports).
 MAX_SUBMIT_BATCH = 1000
 
@@ -136,6 +141,8 @@ class Exchange:
         self._clock = clock
         self._max_batch = max_batch
         self.router = router
+        # Signature checks run here, off the event loop and the writer thread.
+        self._verifier = ThreadPoolExecutor(1, thread_name_prefix="kaifang-verify")
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task[None] | None = None
         # Counts commits that changed the views; watchers wait for it to move.
@@ -164,6 +171,7 @@ class Exchange:
         """
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
+        await self._check_signatures(signeds)
         pending = [_Pending(s, loop.create_future(), now) for s in signeds]
         self._queue.extend(pending)
         if self._worker is None or self._worker.done():
@@ -185,6 +193,28 @@ class Exchange:
             else:
                 outcomes.append(await self._with_receipt(p))
         return outcomes
+
+    async def _check_signatures(self, signeds: Sequence[pb.SignedStatement]) -> None:
+        """Verify the statements' signatures on another core while a batch is being admitted.
+
+        Ed25519 verification releases the GIL, so it runs in parallel with the
+        transaction in progress; admission then finds the results remembered
+        (:data:`exchange.statements.VERIFIED`) and only compares keys. With
+        nothing in progress there is nothing to overlap: admission verifies.
+        """
+        if len(signeds) < PRECHECK_MIN or self._worker is None or self._worker.done():
+            return
+
+        def check(conn: Connection) -> None:
+            run_signature_checks(signature_checks(signeds, self.world(conn)))
+
+        if self.db.is_sqlite:
+            await self.db.scan(check)  # a worker thread, with its own connection
+        else:
+            checks = await self.db.read(lambda c: signature_checks(signeds, self.world(c)))
+            await asyncio.get_running_loop().run_in_executor(
+                self._verifier, run_signature_checks, checks
+            )
 
     async def _with_receipt(self, placed: _Placed) -> Submitted:
         receipt = ""
@@ -226,6 +256,7 @@ class Exchange:
         """Finish the submissions queued so far."""
         if self._worker is not None:
             await asyncio.shield(self._worker)
+        self._verifier.shutdown(wait=False)
 
     async def _drain(self) -> None:
         while self._queue:
@@ -260,6 +291,7 @@ class Exchange:
                     results.append(self._place(conn, world, appender, item.signed, now))
                 except ExchangeError as e:
                     results.append(e)
+            world.flush()
             return results
 
         results, checkpoint = await self.sequencer.sequence_with(work)
@@ -342,6 +374,7 @@ def _apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection
     store = SqlViewStore(conn)
     for index, data in rows:
         apply_entry(store, origin, index, data)
+    store.flush()
 
 
 async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:

@@ -191,5 +191,4 @@ def _offer(
     keys = dict.fromkeys(
         key for ipc in ipcs for key in ipc_search_keys(ipc) if len(key) >= INDEXED_IPC_LEVEL
     )
-    for key in keys:
-        store.insert(OfferIpcRow, {"ipc": key, "seq": seq, "offer_id": sid})
+    store.insert_many(OfferIpcRow, [{"ipc": key, "seq": seq, "offer_id": sid} for key in keys])

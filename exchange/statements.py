@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -66,19 +67,55 @@ def sign(statement: bytes, signer: str, key: Ed25519PrivateKey) -> pb.Signature:
     )
 
 
+class VerifiedSignatures:
+    """A bounded memory of signatures that verified: (public key, signature, statement digest).
+
+    Verification is a pure function of that triple, so a signature checked
+    once need not be checked again. The exchange checks the signatures of a
+    batch on another core, outside the transaction that admits it; admission
+    then finds them here. Thread-safe: filled and read from several threads.
+    """
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        """Remember at most ``capacity`` signatures (the oldest are forgotten first)."""
+        self.capacity = capacity
+        self._seen: dict[tuple[bytes, bytes, bytes], None] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, triple: tuple[bytes, bytes, bytes]) -> bool:
+        """Whether the triple verified before."""
+        return triple in self._seen
+
+    def add(self, triple: tuple[bytes, bytes, bytes]) -> None:
+        """Remember a triple that verified."""
+        with self._lock:
+            self._seen[triple] = None
+            while len(self._seen) > self.capacity:
+                del self._seen[next(iter(self._seen))]
+
+
+VERIFIED = VerifiedSignatures()
+
+
 def verify(statement: bytes, signature: pb.Signature, public_key: bytes) -> None:
     """Check ``signature`` over ``statement`` with ``public_key``.
 
-    Raises :class:`SignatureInvalidError` if it names another key or does not verify.
+    Raises :class:`SignatureInvalidError` if it names another key or does not
+    verify. A signature that verified before (:data:`VERIFIED`) is not
+    checked again.
     """
     if not hmac.compare_digest(signature.key_fingerprint, key_fingerprint(public_key)):
         raise SignatureInvalidError(f"signature by {signature.signer!r} names another key")
+    triple = (public_key, signature.signature, hashlib.sha256(statement).digest())
+    if triple in VERIFIED:
+        return
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(
             signature.signature, SIGNING_PREFIX + statement
         )
     except (InvalidSignature, ValueError) as e:
         raise SignatureInvalidError(f"signature by {signature.signer!r} does not verify") from e
+    VERIFIED.add(triple)
 
 
 def parse_statement(data: bytes, field: str = "statement") -> pb.Statement:

@@ -91,6 +91,9 @@ def build_entry(
 def apply_entry(store: ViewStore, origin: str, index: int, data: bytes) -> None:
     """Apply entry ``index`` of ``origin``'s log to the views; entries must come in order.
 
+    The store may keep some writes (the cursor) until its ``flush``, which
+    the caller runs before committing.
+
     Raises :class:`ViewOrderError` if ``index`` is not the next one for ``origin``.
     """
     expected = store.cursor(origin)

@@ -23,7 +23,7 @@ import json
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Connection,
@@ -50,6 +50,7 @@ from exchange.models import (
 )
 from exchange.parties import PartyState
 from exchange.rules import Licence, Offer, PatentState, Pledge
+from ledger.db import Prepared
 
 Row = dict[str, Any]
 # Rows per bulk INSERT when a memory store is written out.
@@ -195,6 +196,9 @@ class ViewStore(Protocol):
     def set_cursor(self, origin: str, next_index: int) -> None:
         """Record that ``origin``'s entries below ``next_index`` are applied."""
 
+    def flush(self) -> None:
+        """Write whatever the store keeps until the end of the transaction."""
+
     def statement(self, sid: bytes) -> tuple[str, str | None, str | None] | None:
         """(kind, patent, party) of an applied statement, or None."""
 
@@ -224,6 +228,9 @@ class ViewStore(Protocol):
 
     def insert(self, table: type[ViewBase], row: Row) -> None:
         """Insert ``row`` into ``table``."""
+
+    def insert_many(self, table: type[ViewBase], rows: list[Row]) -> None:
+        """Insert ``rows`` into ``table``."""
 
     def update(self, table: type[ViewBase], key: object, values: Row) -> None:
         """Set ``values`` on the row of ``table`` whose (single-column) primary key is ``key``."""
@@ -274,78 +281,32 @@ class _Subjects:
         return found[2] if found is not None and found[0] == "credit_event_recorded" else None
 
 
-class _Prepared:
-    """A Core statement compiled once per dialect into driver SQL with positional parameters.
-
-    Executing a SQLAlchemy statement costs tens of microseconds of cache-key
-    and result work, several times SQLite's own for a point read; admission
-    runs about twenty per statement. Parameters go to the driver as a tuple;
-    only date-times are converted (by the dialect's own processor), since
-    SQLite keeps them as text.
-    """
-
-    _compiled: ClassVar[dict[tuple[str, int], tuple[str, tuple[str, ...], tuple[Any, ...]]]] = {}
-
-    def __init__(self, statement: Any) -> None:
-        """Prepare ``statement`` (its parameters are named bind parameters)."""
-        self.statement = statement
-
-    def _for(self, conn: Connection) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
-        dialect = conn.dialect
-        key = (dialect.name, id(self))
-        found = self._compiled.get(key)
-        if found is None:
-            compiled = self.statement.compile(dialect=dialect)
-            names = tuple(compiled.positiontup or ())
-            processors = tuple(
-                compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
-                if isinstance(compiled.binds[n].type, DateTime)
-                else None
-                for n in names
-            )
-            found = self._compiled[key] = (str(compiled), names, processors)
-        return found
-
-    def run(self, conn: Connection, params: Row) -> Any:
-        """Execute with ``params`` (by bind parameter name); return the driver's result."""
-        sql, names, processors = self._for(conn)
-        values = tuple(
-            params[n] if p is None or params[n] is None else p(params[n])
-            for n, p in zip(names, processors, strict=True)
-        )
-        return conn.exec_driver_sql(sql, values)
-
-    def first(self, conn: Connection, params: Row) -> Any:
-        """The first row of the result, or None."""
-        return self.run(conn, params).first()
-
-
 def _key(name: str = "k") -> Any:
     return bindparam(name)
 
 
-_CURSOR = _Prepared(select(ViewCursor.next_index).where(ViewCursor.origin == _key()))
-_STATEMENT = _Prepared(
+_CURSOR = Prepared(select(ViewCursor.next_index).where(ViewCursor.origin == _key()))
+_STATEMENT = Prepared(
     select(
         StatementRow.kind, StatementRow.patent, StatementRow.party, StatementRow.origin,
         StatementRow.idx,
     ).where(StatementRow.id == _key())
 )  # fmt: skip
-_PATENT = _Prepared(
+_PATENT = Prepared(
     select(
         PatentRow.state, PatentRow.title, PatentRow.region, PatentRow.ipcs, PatentRow.ipc,
         PatentRow.home, PatentRow.last_index,
     ).where(PatentRow.application_number == _key())
 )  # fmt: skip
-_PARTY = _Prepared(
+_PARTY = Prepared(
     select(PartyRow.state, PartyRow.region, PartyRow.home, PartyRow.last_index).where(
         PartyRow.party_id == _key()
     )
 )
-_MAX_SEQ = _Prepared(select(func.max(OfferRow.seq)))
-_INSERTS: dict[str, _Prepared] = {t.name: _Prepared(insert(t)) for t in VIEW_TABLES}
-_UPDATES: dict[tuple[str, tuple[str, ...]], _Prepared] = {}
-_INCREMENTS: dict[tuple[str, str], _Prepared] = {}
+_MAX_SEQ = Prepared(select(func.max(OfferRow.seq)))
+_INSERTS: dict[str, Prepared] = {t.name: Prepared(insert(t)) for t in VIEW_TABLES}
+_UPDATES: dict[tuple[str, tuple[str, ...]], Prepared] = {}
+_INCREMENTS: dict[tuple[str, str], Prepared] = {}
 
 
 @dataclass
@@ -374,6 +335,7 @@ class SqlViewStore(_Subjects):
         self._parties: dict[str, _Subject | None] = {}
         self._statements: dict[bytes, tuple[str, str | None, str | None, str, int] | None] = {}
         self._cursors: dict[str, int | None] = {}
+        self._stored_cursors: dict[str, int | None] = {}  # as stored, for those moved
         self._seq: int | None = None
 
     def _insert(self, table: Table, row: Row) -> None:
@@ -385,7 +347,7 @@ class SqlViewStore(_Subjects):
         if prepared is None:
             statement = update(table).where(table.c[key_column] == bindparam("_key"))
             statement = statement.values({n: bindparam(n) for n in names})
-            prepared = _UPDATES[(table.name, names)] = _Prepared(statement)
+            prepared = _UPDATES[(table.name, names)] = Prepared(statement)
         prepared.run(self.conn, {"_key": key, **values})
 
     # -- reads --------------------------------------------------------------
@@ -476,13 +438,24 @@ class SqlViewStore(_Subjects):
     # -- writes -------------------------------------------------------------
 
     def set_cursor(self, origin: str, next_index: int) -> None:
-        """Record that ``origin``'s entries below ``next_index`` are applied."""
-        table = table_of(ViewCursor)
-        if self.cursor(origin) is None:
-            self._insert(table, {"origin": origin, "next_index": next_index})
-        else:
-            self._update(table, "origin", origin, {"next_index": next_index})
+        """Record that ``origin``'s entries below ``next_index`` are applied (at :meth:`flush`)."""
+        if origin not in self._stored_cursors:
+            self._stored_cursors[origin] = self.cursor(origin)
         self._cursors[origin] = next_index
+
+    def flush(self) -> None:
+        """Write what is kept until the end of the transaction: the cursors.
+
+        A batch moves a cursor once, not once per entry. Call before commit.
+        """
+        table = table_of(ViewCursor)
+        for origin, stored in self._stored_cursors.items():
+            value = self._cursors[origin]
+            if stored is None:
+                self._insert(table, {"origin": origin, "next_index": value})
+            elif value != stored:
+                self._update(table, "origin", origin, {"next_index": value})
+        self._stored_cursors.clear()
 
     def put_patent(self, row: Row, state: PatentState) -> None:
         """Insert a patent."""
@@ -527,6 +500,10 @@ class SqlViewStore(_Subjects):
                 row["kind"], row["patent"], row["party"], row["origin"], row["idx"]
             )  # fmt: skip
 
+    def insert_many(self, table: type[ViewBase], rows: list[Row]) -> None:
+        """Insert ``rows`` into ``table`` (one executemany)."""
+        _INSERTS[table.__tablename__].run_many(self.conn, rows)
+
     def update(self, table: type[ViewBase], key: object, values: Row) -> None:
         """Set ``values`` on the row whose primary key is ``key``."""
         self._update(table_of(table), _key_column(table), key, values)
@@ -541,7 +518,7 @@ class SqlViewStore(_Subjects):
                 .where(t.c[_key_column(table)] == bindparam("_key"))
                 .values({column: t.c[column] + literal_column("1")})
             )
-            prepared = _INCREMENTS[(table.__tablename__, column)] = _Prepared(statement)
+            prepared = _INCREMENTS[(table.__tablename__, column)] = Prepared(statement)
         prepared.run(self.conn, {"_key": key})
 
     def next_seq(self) -> int:
@@ -637,6 +614,11 @@ class MemoryViewStore(_Subjects):
             raise KeyError(f"{table.__tablename__}: duplicate key {key!r}")
         rows[key] = dict(row)
 
+    def insert_many(self, table: type[ViewBase], rows: list[Row]) -> None:
+        """Insert ``rows`` into ``table``."""
+        for row in rows:
+            self.insert(table, row)
+
     def update(self, table: type[ViewBase], key: object, values: Row) -> None:
         """Set ``values`` on the row whose primary key is ``key`` (if there is one)."""
         row = self._table(table).get(key)
@@ -653,6 +635,9 @@ class MemoryViewStore(_Subjects):
         """The next offer sequence number."""
         self._seq += 1
         return self._seq
+
+    def flush(self) -> None:
+        """Nothing to do: :meth:`write` writes everything."""
 
     def write(self, conn: Connection) -> int:
         """Replace the views on ``conn`` with these rows; return how many rows were written."""

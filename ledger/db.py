@@ -25,15 +25,16 @@ because migrations run on the async engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, DateTime, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -50,6 +51,8 @@ SQLITE_THREADS = 4
 SQLITE_CACHE_KIB = 32 * 1024
 
 T = TypeVar("T")
+# Parameters of a prepared statement, by bind parameter name.
+Params = Mapping[str, Any]
 
 
 def sqlite_url(path: Path | str) -> str:
@@ -234,3 +237,92 @@ class Database:
             self._sync.dispose()
         if self._threads is not None:
             self._threads.shutdown(wait=True)
+
+
+_REQUIRED = object()  # marks a parameter the caller must give
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Any, ...]
+    fixed: tuple[Any, ...]
+
+
+class Prepared:
+    """A Core statement compiled once per dialect into driver SQL with positional parameters.
+
+    Executing a SQLAlchemy statement costs tens of microseconds of cache-key
+    and result work, several times SQLite's own for a point read; the hot
+    paths (sequencing, admission) run many. The statement runs on the DBAPI
+    cursor of the connection, inside the transaction SQLAlchemy began on it;
+    parameters go to the driver as a tuple, and only date-times are
+    converted (by the dialect's own processor), since SQLite keeps them as
+    text.
+    """
+
+    _compiled: ClassVar[dict[tuple[str, int], _Compiled]] = {}
+
+    def __init__(self, statement: Any) -> None:
+        """Prepare ``statement`` (its parameters are named bind parameters)."""
+        self.statement = statement
+
+    def _for(self, conn: Connection) -> _Compiled:
+        dialect = conn.dialect
+        key = (dialect.name, id(self))
+        found = self._compiled.get(key)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            names = tuple(compiled.positiontup or ())
+            binds = [compiled.binds[n] for n in names]
+            processors = tuple(
+                b.type.dialect_impl(dialect).bind_processor(dialect)
+                if isinstance(b.type, DateTime)
+                else None
+                for b in binds
+            )
+            # Values fixed in the statement itself (a LIMIT, a literal).
+            fixed = tuple(_REQUIRED if b.required else b.value for b in binds)
+            found = self._compiled[key] = _Compiled(str(compiled), names, processors, fixed)
+        return found
+
+    @staticmethod
+    def _values(compiled: _Compiled, params: Params) -> tuple[Any, ...]:
+        values = []
+        for name, processor, fixed in zip(
+            compiled.names, compiled.processors, compiled.fixed, strict=True
+        ):
+            value = params.get(name, fixed)
+            if value is _REQUIRED:
+                raise KeyError(f"no value for the parameter {name!r}")
+            values.append(value if processor is None or value is None else processor(value))
+        return tuple(values)
+
+    def _run(self, conn: Connection, params: Params) -> Any:
+        """Execute with ``params``; return the DBAPI cursor (the caller closes it)."""
+        compiled = self._for(conn)
+        cursor = conn.connection.cursor()
+        cursor.execute(compiled.sql, self._values(compiled, params))
+        return cursor
+
+    def run(self, conn: Connection, params: Params) -> None:
+        """Execute a statement that returns no rows."""
+        self._run(conn, params).close()
+
+    def run_many(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """Execute a statement that returns no rows once per row of parameters."""
+        compiled = self._for(conn)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, params: Params) -> Any:
+        """The first row of the result, or None."""
+        cursor = self._run(conn, params)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()

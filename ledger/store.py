@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.db import Database
+from ledger.db import Database, Prepared
 from ledger.errors import (
     EntryNotFoundError,
     EntryTooLargeError,
@@ -136,12 +136,16 @@ CHECKPOINT_CACHE_SIZE = 4096
 _checkpoint_at = select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note).where(
     CheckpointRow.log_id == bindparam("log_id"), CheckpointRow.size == bindparam("size")
 )
+# The statements every sequencing transaction runs, prepared (see ledger.db.Prepared).
+_MAX_INDEX = Prepared(select(func.max(Entry.idx)).where(Entry.log_id == bindparam("log_id")))
+_INSERT_CHECKPOINT = Prepared(insert(CheckpointRow))
 _latest_checkpoint = (
     select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note)
     .where(CheckpointRow.log_id == bindparam("log_id"))
     .order_by(CheckpointRow.size.desc())
     .limit(1)
 )
+_LATEST = Prepared(_latest_checkpoint)
 
 
 class LruCache(Generic[K, V]):
@@ -341,8 +345,7 @@ class LogStore:
             conn.execute(select(Log.id).where(Log.id == self.log_id).with_for_update())
 
     def _size(self, conn: Connection) -> int:
-        query = select(func.max(Entry.idx)).where(Entry.log_id == self.log_id)
-        last = conn.execute(query).scalar_one()
+        (last,) = _MAX_INDEX.first(conn, {"log_id": self.log_id})
         return 0 if last is None else int(last) + 1
 
     def _load_border(self, conn: Connection, size: int) -> CompactRange:
@@ -357,36 +360,37 @@ class LogStore:
     def _lookup(self, conn: Connection, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Return the index of every given leaf hash that the log already holds."""
         unique = list(dict.fromkeys(hashes))
-        if not self.db.is_sqlite:
-            rows = conn.exec_driver_sql(_LOOKUP_HASHES_PG, (self.log_id, unique))
-            return {bytes(h): int(i) for h, i in rows}
-        known: dict[bytes, int] = {}
-        for start in range(0, len(unique), _LOOKUP_CHUNK):
-            chunk = unique[start : start + _LOOKUP_CHUNK]
-            sql = _LOOKUP_HASHES.format(", ".join("?" * len(chunk)))
-            known.update(
-                (bytes(h), int(i)) for h, i in conn.exec_driver_sql(sql, (self.log_id, *chunk))
-            )
-        return known
+        # On the DBAPI cursor: sequencing runs this once per batch or, for the
+        # exchange, once per statement, where SQLAlchemy's result setup would
+        # cost more than the indexed lookup itself.
+        cursor = conn.connection.cursor()
+        try:
+            if not self.db.is_sqlite:
+                cursor.execute(_LOOKUP_HASHES_PG, (self.log_id, unique))
+                return {bytes(h): int(i) for h, i in cursor.fetchall()}
+            known: dict[bytes, int] = {}
+            for start in range(0, len(unique), _LOOKUP_CHUNK):
+                chunk = unique[start : start + _LOOKUP_CHUNK]
+                cursor.execute(
+                    _LOOKUP_HASHES.format(", ".join("?" * len(chunk))), (self.log_id, *chunk)
+                )
+                known.update((bytes(h), int(i)) for h, i in cursor.fetchall())
+            return known
+        finally:
+            cursor.close()
 
     def _checkpoint_for(
         self, conn: Connection, border: CompactRange, signer: Signer, clock: Clock
     ) -> SignedCheckpoint:
         """Return the checkpoint at the border's size, signing and storing it if new."""
-        latest = self._latest(conn)
-        if latest is not None and latest.size == border.size:
-            return latest
+        row = _LATEST.first(conn, {"log_id": self.log_id})
+        if row is not None and int(row[0]) == border.size:
+            return SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
         root = border.root()
         note = sign_checkpoint(Checkpoint(self.origin, border.size, root), signer)
-        conn.execute(
-            insert(CheckpointRow).values(
-                log_id=self.log_id,
-                size=border.size,
-                root_hash=root,
-                note=note,
-                signed_at=clock(),
-            )
-        )
+        values = {"log_id": self.log_id, "size": border.size, "root_hash": root, "note": note,
+                  "signed_at": clock()}  # fmt: skip
+        _INSERT_CHECKPOINT.run(conn, values)
         return SignedCheckpoint(border.size, root, note)
 
     # -- read side --------------------------------------------------------

@@ -56,7 +56,7 @@ class Node:
             lambda c: build_entry(ORIGIN, NOW, signed, admitted, self.world(c))
         )
         (index,), _ = await self.store.sequence([entry], self.signer)
-        await self.db.write(lambda c: apply_entry(self.world(c), ORIGIN, index, entry))
+        await self.db.write(lambda c: _apply_one(self.world(c), index, entry))
         return admitted.statement_id, index
 
     async def snapshot(self) -> list[object]:
@@ -70,7 +70,12 @@ class Node:
 
 
 def _apply(node: Node, index: int, data: bytes, conn: Connection) -> None:
-    apply_entry(node.world(conn), ORIGIN, index, data)
+    _apply_one(node.world(conn), index, data)
+
+
+def _apply_one(world: DbWorld, index: int, data: bytes) -> None:
+    apply_entry(world, ORIGIN, index, data)
+    world.flush()  # the cursor is written at the end of the transaction
 
 
 def signed(statement: pb.Statement, *signers: tuple[str, Ed25519PrivateKey]) -> pb.SignedStatement:
