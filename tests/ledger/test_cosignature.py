@@ -204,7 +204,11 @@ def test_tampered_cosignature_rejects_note() -> None:
     log = Signer.generate(ORIGIN)
     witness = CosignatureSigner.generate(WITNESS)
     cosig = witness.cosign(BODY, T)
-    bad = NoteSignature(cosig.name, cosig.key_id, cosig.signature[:-1] + b"\x00")
+    # Flip a bit: overwriting the last byte with a constant left it unchanged
+    # whenever it already held that value (one run in 256).
+    bad = NoteSignature(
+        cosig.name, cosig.key_id, cosig.signature[:-1] + bytes([cosig.signature[-1] ^ 1])
+    )
     note = add_signatures(sign_checkpoint(parse_checkpoint(BODY), log), [bad])
     with pytest.raises(SignatureError) as info:
         open_note(note, [log.verifier(), witness.verifier()])
