@@ -332,9 +332,10 @@ class Exchange:
         entry = build_entry(self.origin, now, signed, admitted, world)
         if len(entry) > MAX_ENTRY:
             raise InvalidFieldError("signed", f"the log entry would be {len(entry)} bytes")
-        (index,) = appender.extend([entry])
+        (index,) = appender.extend([entry], fresh=True)
         try:
-            apply_entry(world, self.origin, index, entry)
+            parsed = (admitted.statement, sid, now)
+            apply_entry(world, self.origin, index, entry, parsed=parsed)
         except ExchangeError as e:
             # Admitted but not applicable: a bug, and the transaction already
             # holds some of its writes; fail the batch (it is retried per

@@ -88,9 +88,18 @@ def build_entry(
     return entry.SerializeToString()
 
 
-def apply_entry(store: ViewStore, origin: str, index: int, data: bytes) -> None:
+def apply_entry(
+    store: ViewStore,
+    origin: str,
+    index: int,
+    data: bytes,
+    *,
+    parsed: tuple[pb.Statement, bytes, dt.datetime] | None = None,
+) -> None:
     """Apply entry ``index`` of ``origin``'s log to the views; entries must come in order.
 
+    ``parsed`` is (statement, statement id, sequencing instant) of ``data``
+    when the caller has them (it just built the entry): not parsed again.
     The store may keep some writes (the cursor) until its ``flush``, which
     the caller runs before committing.
 
@@ -101,12 +110,16 @@ def apply_entry(store: ViewStore, origin: str, index: int, data: bytes) -> None:
         raise ViewOrderError(
             f"{origin}: entry {index} applied, but the views expect {expected or 0}"
         )
-    entry = pb.LogEntry.FromString(data)
-    statement = parse_statement(entry.statement)
-    sid = statement_id(entry.statement)
+    if parsed is None:
+        entry = pb.LogEntry.FromString(data)
+        parsed = (
+            parse_statement(entry.statement),
+            statement_id(entry.statement),
+            entry.sequenced_at.ToDatetime(tzinfo=dt.UTC),
+        )
+    statement, sid, sequenced_at = parsed
     kind = statement.WhichOneof("body")
     assert kind is not None
-    sequenced_at = entry.sequenced_at.ToDatetime(tzinfo=dt.UTC)
     today = sequenced_at.astimezone(LEGAL_TIME_ZONE).date()
     patent, party = subject_of(statement, store)
     before = after = None

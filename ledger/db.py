@@ -25,6 +25,7 @@ because migrations run on the async engine.
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -248,6 +249,7 @@ class _Compiled:
     names: tuple[str, ...]
     processors: tuple[Any, ...]
     fixed: tuple[Any, ...]
+    plain: Callable[[Params], tuple[Any, ...]] | None  # the parameters by itemgetter
 
 
 class Prepared:
@@ -284,11 +286,20 @@ class Prepared:
             )
             # Values fixed in the statement itself (a LIMIT, a literal).
             fixed = tuple(_REQUIRED if b.required else b.value for b in binds)
-            found = self._compiled[key] = _Compiled(str(compiled), names, processors, fixed)
+            plain = None
+            if all(p is None for p in processors):
+                get = operator.itemgetter(*names) if names else (lambda _: ())
+                plain = get if len(names) != 1 else (lambda params: (get(params),))
+            found = self._compiled[key] = _Compiled(str(compiled), names, processors, fixed, plain)
         return found
 
     @staticmethod
     def _values(compiled: _Compiled, params: Params) -> tuple[Any, ...]:
+        if compiled.plain is not None:  # every value given, none converted: the common case
+            try:
+                return compiled.plain(params)
+            except KeyError:
+                pass  # a fixed value left out: take the long way
         values = []
         for name, processor, fixed in zip(
             compiled.names, compiled.processors, compiled.fixed, strict=True

@@ -741,11 +741,17 @@ class Appender:
         """The log's size including what was appended so far: the next entry's index."""
         return self.border.size
 
-    def extend(self, datas: Sequence[bytes]) -> list[int]:
-        """Append ``datas``; return each one's index (its first index if already held)."""
+    def extend(self, datas: Sequence[bytes], *, fresh: bool = False) -> list[int]:
+        """Append ``datas``; return each one's index (its first index if already held).
+
+        ``fresh`` says the caller knows the entries are new (the exchange's
+        entries carry a statement it deduplicated and the instant it was
+        sequenced): the lookup of each leaf hash is skipped, and the unique
+        index on leaf hashes still refuses a duplicate, failing the transaction.
+        """
         check_entry_sizes(datas)
         hashes = [leaf_hash(d) for d in datas]
-        new = [h for h in hashes if h not in self._known]
+        new = [] if fresh else [h for h in hashes if h not in self._known]
         if new:
             self._known.update(self._store._lookup(self._conn, new))
         indices: list[int] = []
