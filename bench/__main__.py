@@ -9,7 +9,8 @@ Usage::
 
 Benchmarks (see each module): ``append`` (:mod:`bench.append`), ``pymerkle``
 (:mod:`bench.pymerkle_compare`), ``proofs`` (:mod:`bench.proofs`),
-``latency`` (:mod:`bench.latency`) and ``admission`` (:mod:`bench.admission`).
+``latency`` (:mod:`bench.latency`), ``admission`` (:mod:`bench.admission`)
+and ``views`` (:mod:`bench.views`).
 Each runs in an event loop of its own, and an error in one is reported
 without stopping the others.
 
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import admission, append, latency, machine, proofs, pymerkle_compare
+from bench import admission, append, latency, machine, proofs, pymerkle_compare, views
 from bench.common import Context, Figure, Outcome, Sizes, format_number
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "proofs": proofs.run,
     "latency": latency.run,
     "admission": admission.run,
+    "views": views.run,
 }
 
 
