@@ -12,7 +12,9 @@ which is also how later statements refer to them (``offer_id``,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Iterable
 
 from exchange.identifiers import ipc_search_keys
 from exchange.models import (
@@ -48,8 +50,15 @@ def iso(day: pb.Date, field: str) -> str:
     return to_date(day, field).isoformat()
 
 
-def _ids(values: object) -> str:
-    return json.dumps(list(values))  # type: ignore[call-overload]
+def _ids(values: Iterable[str]) -> str:
+    """Party ids as a JSON array."""
+    return _ids_of(tuple(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ids_of(values: tuple[str, ...]) -> str:
+    # Licences of one patent repeat its owners: encode each list once.
+    return json.dumps(list(values))
 
 
 def project(

@@ -17,6 +17,7 @@ States are stored as JSON; a few columns are kept beside them to query by.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 
@@ -112,15 +113,16 @@ def apply_entry(
         )
     if parsed is None:
         entry = pb.LogEntry.FromString(data)
+        at = entry.sequenced_at
         parsed = (
             parse_statement(entry.statement),
             statement_id(entry.statement),
-            entry.sequenced_at.ToDatetime(tzinfo=dt.UTC),
+            _instant(at.seconds, at.nanos),
         )
     statement, sid, sequenced_at = parsed
     kind = statement.WhichOneof("body")
     assert kind is not None
-    today = sequenced_at.astimezone(LEGAL_TIME_ZONE).date()
+    today = _legal_day(sequenced_at)
     patent, party = subject_of(statement, store)
     before = after = None
     if kind in PATENT_KINDS and patent is not None:
@@ -159,6 +161,18 @@ def apply_entry(
         },
     )  # fmt: skip
     store.set_cursor(origin, index + 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _instant(seconds: int, nanos: int) -> dt.datetime:
+    """A sequencing instant as a datetime (a batch's entries share one: converted once)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(microseconds=nanos // 1000)
+
+
+@functools.lru_cache(maxsize=1024)
+def _legal_day(instant: dt.datetime) -> dt.date:
+    """The day in China at ``instant``: the day the rules judge by."""
+    return instant.astimezone(LEGAL_TIME_ZONE).date()
 
 
 def _dimensions(

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -653,60 +654,64 @@ class MemoryViewStore(_Subjects):
         for party_id, party in self.parties.items():
             self.rows["parties"][party_id]["state"] = encode_party(party)
         written = 0
-        for table in reversed(VIEW_TABLES):
-            sql, to_tuple = _bulk_insert(conn, table)
-            # In key order, the primary key index is appended to, not split at
-            # random (statement ids are hashes): far fewer pages written.
-            rows = self.rows[table.name]
-            ordered = (rows[key] for key in sorted(rows))  # type: ignore[type-var]
-            for chunk in _chunks(ordered, FLUSH_CHUNK):
-                conn.exec_driver_sql(sql, [to_tuple(row) for row in chunk])
-                written += len(chunk)
+        cursor = conn.connection.cursor()
+        try:
+            for table in reversed(VIEW_TABLES):
+                # In key order, the primary key index is appended to, not split
+                # at random (statement ids are hashes): far fewer pages written.
+                rows = self.rows[table.name]
+                ordered = (rows[key] for key in sorted(rows))  # type: ignore[type-var]
+                sql, tuples = _bulk_insert(conn, table, ordered)
+                while chunk := list(itertools.islice(tuples, FLUSH_CHUNK)):
+                    cursor.executemany(sql, chunk)
+                    written += len(chunk)
+        finally:
+            cursor.close()
         for index in indexes:
             index.create(conn)
         analyze_views(conn)
         return written
 
 
-def _bulk_insert(conn: Connection, table: Table) -> tuple[str, Callable[[Row], tuple[Any, ...]]]:
-    """The driver-level INSERT of ``table`` and a function from a row to its parameters.
+def _bulk_insert(
+    conn: Connection, table: Table, rows: Iterable[Row]
+) -> tuple[str, Iterator[tuple[Any, ...]]]:
+    """The driver-level INSERT of ``table`` and ``rows`` as its parameter tuples.
 
     At bulk rates SQLAlchemy's per-row parameter processing costs more than
-    the database's own insert, so rows go to the driver as tuples; only the
-    values whose driver form differs from the Python one (date-times, which
-    SQLite keeps as text) are converted, by the dialect's own processor.
+    the database's own insert, so rows go to the DBAPI cursor as tuples; only
+    the values whose driver form differs from the Python one (date-times,
+    which SQLite keeps as text) are converted, by the dialect's own processor,
+    once per distinct value (the rows of one batch share an instant).
     """
     dialect = conn.dialect
     compiled = insert(table).compile(dialect=dialect)
     names = list(compiled.positiontup or ())
-    processors: list[Callable[[Any], Any] | None] = []
-    for name in names:
-        column_type = table.c[name].type
-        processor = None
-        if isinstance(column_type, DateTime):
-            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
-        processors.append(processor)
-
     assert len(names) > 1, "itemgetter of one name returns the value, not a tuple"
-    get = operator.itemgetter(*names)
-    converting = [(i, p) for i, p in enumerate(processors) if p is not None]
-    if not converting:
-        return str(compiled), get
-    # Rows of one log share few sequencing instants: convert each once.
-    memo: dict[tuple[int, Any], Any] = {}
+    converters = {
+        name: processor
+        for name in names
+        if isinstance(table.c[name].type, DateTime)
+        and (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    }
+    if converters:
+        rows = _converted(rows, converters)
+    return str(compiled), map(operator.itemgetter(*names), rows)
 
-    def to_tuple(row: Row) -> tuple[Any, ...]:
-        values = list(get(row))
-        for i, processor in converting:
-            value = values[i]
+
+def _converted(
+    rows: Iterable[Row], converters: Mapping[str, Callable[[Any], Any]]
+) -> Iterator[Row]:
+    memo: dict[Any, Any] = {}
+    for row in rows:
+        converted = dict(row)
+        for name, processor in converters.items():
+            value = row[name]
             if value is not None:
-                converted = memo.get((i, value))
-                if converted is None:
-                    converted = memo[(i, value)] = processor(value)
-                values[i] = converted
-        return tuple(values)
-
-    return str(compiled), to_tuple
+                if value not in memo:
+                    memo[value] = processor(value)
+                converted[name] = memo[value]
+        yield converted
 
 
 def analyze_views(conn: Connection) -> None:
@@ -720,14 +725,3 @@ def analyze_views(conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
     for table in VIEW_TABLES:
         conn.exec_driver_sql(f'ANALYZE "{table.name}"')
-
-
-def _chunks(rows: Iterable[Row], size: int) -> Iterable[list[Row]]:
-    chunk: list[Row] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
