@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.rules import REGISTER
 from exchange.sample import SampleParty
-from exchange.statements import SIGNING_PREFIX, key_fingerprint, sign
+from exchange.statements import sign
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.note import Signer
 
@@ -50,17 +50,12 @@ class StatementMaker:
         statement.nonce = self._rng.randbytes(16)
         statement.created_at.CopyFrom(self._created)
         data = statement.SerializeToString()
-        signatures = []
-        for key in signers:
-            if isinstance(key, Signer):  # the register's note key
-                signatures.append(
-                    pb.Signature(
-                        signer=REGISTER, key_fingerprint=key_fingerprint(key.public_key),
-                        signature=key.sign(SIGNING_PREFIX + data),
-                    )
-                )  # fmt: skip
-            else:
-                signatures.append(sign(data, key.party_id, key.key))
+        signatures = [
+            sign(data, REGISTER, key)
+            if isinstance(key, Signer)
+            else sign(data, key.party_id, key.key)
+            for key in signers
+        ]
         return pb.SignedStatement(statement=data, signatures=signatures)
 
     def registration(self, party: SampleParty) -> pb.SignedStatement:

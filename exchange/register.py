@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from exchange.errors import InvalidFieldError
 from exchange.rules import REGISTER
-from exchange.statements import SIGNING_PREFIX, check_structure, key_fingerprint
+from exchange.statements import check_structure, sign
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.note import Signer
 
@@ -119,10 +119,5 @@ def sign_patents(
         except InvalidFieldError as e:
             raise InvalidFieldError(f"{patent.application_number}: {e.field}", e.reason) from e
         data = statement.SerializeToString()
-        signature = pb.Signature(
-            signer=REGISTER,
-            key_fingerprint=key_fingerprint(key.public_key),
-            signature=key.sign(SIGNING_PREFIX + data),
-        )
-        signed.append(pb.SignedStatement(statement=data, signatures=[signature]))
+        signed.append(pb.SignedStatement(statement=data, signatures=[sign(data, REGISTER, key)]))
     return signed

@@ -32,6 +32,7 @@ from exchange.identifiers import (
     parse_ipc,
 )
 from kaifang.exchange.v1 import statements_pb2 as pb
+from ledger.note import Signer
 
 # Signatures cover this prefix and the statement bytes, so that they mean
 # nothing to any other protocol that signs with Ed25519.
@@ -57,9 +58,13 @@ def party_id_for(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:32]
 
 
-def sign(statement: bytes, signer: str, key: Ed25519PrivateKey) -> pb.Signature:
-    """Sign ``statement`` as ``signer`` (a party id, "register" or "operator:<origin>")."""
-    public = key.public_key().public_bytes_raw()
+def sign(statement: bytes, signer: str, key: Ed25519PrivateKey | Signer) -> pb.Signature:
+    """Sign ``statement`` as ``signer`` (a party id, "register" or "operator:<origin>").
+
+    ``key`` is a party's Ed25519 key, or a note-signing key file's
+    :class:`~ledger.note.Signer` (the register authority's, an operator's).
+    """
+    public = key.public_key if isinstance(key, Signer) else key.public_key().public_bytes_raw()
     return pb.Signature(
         signer=signer,
         key_fingerprint=key_fingerprint(public),

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, MetaData, select
 
 from exchange.rules import REGISTER
 from exchange.sample import SampleParty
-from exchange.statements import SIGNING_PREFIX, key_fingerprint, sign
+from exchange.statements import sign
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
 from ledger.note import Signer
@@ -38,19 +38,7 @@ def signed(
     """Stamp ``statement`` (fresh nonce unless set, created now) and sign it."""
     statement.nonce = statement.nonce or os.urandom(16)
     statement.created_at.GetCurrentTime()
-    data = statement.SerializeToString()
-    signatures = []
-    for name, key in signers:
-        if isinstance(key, Signer):  # the register's note key
-            signatures.append(
-                pb.Signature(
-                    signer=name, key_fingerprint=key_fingerprint(key.public_key),
-                    signature=key.sign(SIGNING_PREFIX + data),
-                )
-            )  # fmt: skip
-        else:
-            signatures.append(sign(data, name, key.key))
-    return pb.SignedStatement(statement=data, signatures=signatures)
+    return sign_bytes(statement.SerializeToString(), *signers)
 
 
 def registration(party: SampleParty) -> pb.SignedStatement:
@@ -142,17 +130,9 @@ def pledge(
 
 def sign_bytes(data: bytes, *signers: tuple[str, SampleParty | Signer]) -> pb.SignedStatement:
     """Sign ``data`` exactly as given (no stamping), e.g. bytes that are not a valid statement."""
-    signatures = []
-    for name, key in signers:
-        if isinstance(key, Signer):
-            signatures.append(
-                pb.Signature(
-                    signer=name, key_fingerprint=key_fingerprint(key.public_key),
-                    signature=key.sign(SIGNING_PREFIX + data),
-                )
-            )  # fmt: skip
-        else:
-            signatures.append(sign(data, name, key.key))
+    signatures = [
+        sign(data, name, key if isinstance(key, Signer) else key.key) for name, key in signers
+    ]
     return pb.SignedStatement(statement=data, signatures=signatures)
 
 

@@ -22,7 +22,7 @@ from exchange.config import NodeConfig
 from exchange.rules import REGISTER
 from exchange.sample import SampleParty, generate
 from exchange.server import RunningNode, start_node
-from exchange.statements import SIGNING_PREFIX, key_fingerprint, sign
+from exchange.statements import sign
 from kaifang.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.keys import load_key_file
@@ -46,18 +46,10 @@ class Client:
         statement.nonce = statement.nonce or b"n" * 16
         statement.created_at.GetCurrentTime()
         data = statement.SerializeToString()
-        signatures = []
-        for name, key in signers:
-            if isinstance(key, Signer):  # the register's note key
-                signatures.append(
-                    pb.Signature(
-                        signer=name, key_fingerprint=key_fingerprint(key.public_key),
-                        signature=key.sign(SIGNING_PREFIX + data),
-                    )
-                )  # fmt: skip
-            else:
-                signatures.append(sign(data, name, key))  # type: ignore[arg-type]
-        return pb.SignedStatement(statement=data, signatures=signatures)
+        return pb.SignedStatement(
+            statement=data,
+            signatures=[sign(data, name, key) for name, key in signers],  # type: ignore[arg-type]
+        )
 
 
 @pytest.fixture
