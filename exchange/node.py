@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,8 @@ from ledger.db import Database
 from ledger.models import Log
 from ledger.store import MAX_ENTRY_SIZE as MAX_ENTRY
 from ledger.store import Appender, LogStore, Sequencer
+
+log = logging.getLogger(__name__)
 
 # Statements per transaction: enough to share one commit and one signature
 # widely, small enough that the write lock is held for tens of milliseconds.
@@ -364,18 +367,28 @@ async def apply_log(db: Database, store: LogStore, *, chunk: int = APPLY_CHUNK) 
     size = (await store.latest_checkpoint()).size
     query = select(ViewCursor.next_index).where(ViewCursor.origin == store.origin)
     start = await db.read(lambda c: c.execute(query).scalar_one_or_none()) or 0
-    applied = 0
+    applied = skipped = 0
     async for rows in store.entries(start, size, batch=chunk):
-        await db.write(functools.partial(_apply_rows, store.origin, rows))
+        skipped += await db.write(functools.partial(_apply_rows, store.origin, rows))
         applied += len(rows)
+    _warn_skipped(store.origin, skipped)
     return applied
 
 
-def _apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection) -> None:
+def _warn_skipped(origin: str, skipped: int) -> None:
+    if skipped:
+        log.warning(
+            "%d entries of %s are not statements; the views skip them", skipped, origin,
+            extra={"origin": origin, "skipped": skipped},
+        )  # fmt: skip
+
+
+def _apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection) -> int:
+    """Apply ``rows``; return how many were not statements (skipped)."""
     store = SqlViewStore(conn)
-    for index, data in rows:
-        apply_entry(store, origin, index, data)
+    skipped = sum(not apply_entry(store, origin, index, data) for index, data in rows)
     store.flush()
+    return skipped
 
 
 async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
@@ -393,9 +406,11 @@ async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
     for origin in sorted(origins):
         store = await LogStore.open(db, origin)
         size = (await store.latest_checkpoint()).size
+        skipped = 0
         async for rows in store.entries(0, size, batch=chunk):
             for index, data in rows:
-                apply_entry(views, origin, index, data)
+                skipped += not apply_entry(views, origin, index, data)
             applied += len(rows)
+        _warn_skipped(origin, skipped)
     await db.write(views.write)
     return applied

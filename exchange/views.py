@@ -21,11 +21,12 @@ import functools
 import json
 from collections.abc import Mapping
 
+from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, delete
 
 from exchange import parties, rules
 from exchange.admission import LEGAL_TIME_ZONE, PARTY_KINDS, PATENT_KINDS, Admitted, subject_of
-from exchange.errors import ViewOrderError
+from exchange.errors import InvalidFieldError, ViewOrderError
 from exchange.models import StatementRow
 from exchange.projections import project
 from exchange.statements import parse_statement, statement_id
@@ -96,7 +97,7 @@ def apply_entry(
     data: bytes,
     *,
     parsed: tuple[pb.Statement, bytes, dt.datetime] | None = None,
-) -> None:
+) -> bool:
     """Apply entry ``index`` of ``origin``'s log to the views; entries must come in order.
 
     ``parsed`` is (statement, statement id, sequencing instant) of ``data``
@@ -104,7 +105,11 @@ def apply_entry(
     The store may keep some writes (the cursor) until its ``flush``, which
     the caller runs before committing.
 
-    Raises :class:`ViewOrderError` if ``index`` is not the next one for ``origin``.
+    Returns False, having only moved the cursor, for an entry that is not a
+    ``LogEntry`` carrying a statement (e.g. appended with the general
+    ``kaifang ledger append``): the views have nothing to take from it, and
+    the node must still serve its log. Raises :class:`ViewOrderError` if
+    ``index`` is not the next one for ``origin``.
     """
     expected = store.cursor(origin)
     if (expected or 0) != index:
@@ -112,13 +117,14 @@ def apply_entry(
             f"{origin}: entry {index} applied, but the views expect {expected or 0}"
         )
     if parsed is None:
-        entry = pb.LogEntry.FromString(data)
+        try:
+            entry = pb.LogEntry.FromString(data)
+            statement = parse_statement(entry.statement)
+        except (DecodeError, InvalidFieldError):
+            store.set_cursor(origin, index + 1)
+            return False
         at = entry.sequenced_at
-        parsed = (
-            parse_statement(entry.statement),
-            statement_id(entry.statement),
-            _instant(at.seconds, at.nanos),
-        )
+        parsed = (statement, statement_id(entry.statement), _instant(at.seconds, at.nanos))
     statement, sid, sequenced_at = parsed
     kind = statement.WhichOneof("body")
     assert kind is not None
@@ -161,6 +167,7 @@ def apply_entry(
         },
     )  # fmt: skip
     store.set_cursor(origin, index + 1)
+    return True
 
 
 @functools.lru_cache(maxsize=1024)

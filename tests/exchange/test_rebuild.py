@@ -222,3 +222,22 @@ def test_views_rebuild_command_restores_damaged_views(
     assert main(["views", "rebuild", "--db", db_url]) == 0
     assert "views rebuilt from" in capsys.readouterr().out
     assert asyncio.run(damage_and_read(False)) == before
+
+
+async def test_entries_that_are_not_statements_are_skipped_by_the_views(
+    db_url: str, tmp_path: Path
+) -> None:
+    # A log may hold entries appended with the general `kaifang ledger append`:
+    # the node must still start, serve its log and keep admitting.
+    config = NodeConfig(
+        origin=ORIGIN, listen="127.0.0.1:0", database=db_url, log_key=tmp_path / "log.key"
+    )
+    async with start_node(config) as running:
+        await running.store.sequence([b"not a log entry", b"\x0a\x03abc"], running.signer)
+    async with start_node(config) as running:  # catches up over the two entries
+        outcome = await running.exchange.submit(story.registration(PARTIES[0]))
+        assert outcome.index == 2
+        incremental = await _snapshot(running.exchange)
+        assert await rebuild_views(running.exchange.db) == 3
+        assert await _snapshot(running.exchange) == incremental
+        assert len(incremental["statements"]) == 1
