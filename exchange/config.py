@@ -8,8 +8,11 @@ database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL (sqlite+aiosqlite
                                        # postgresql+asyncpg)
 log_key = "log.key"                    # the log's Ed25519 signer key file
 operator_key = "operator.key"          # this exchange operator's key (grants roles)
-register_key = "register.key"          # the register authority's key file; the node
-                                       # uses only its public half to check the feed
+register_key = "register.key"          # the register authority's key file (a local or
+                                       # demo node); the node uses its public half only
+register_public_key = "3f1c…"          # or only the register authority's public key, as
+                                       # `kaifang register keygen` prints it (64 hex
+                                       # digits): a production node holds no register key
 metrics_listen = "127.0.0.1:9464"      # Prometheus /metrics over HTTP; "" or "off": none
 log_format = "auto"                    # "json" (one object a line), "text", or "auto":
                                        # text on a terminal, JSON otherwise
@@ -34,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -59,6 +63,7 @@ KEYS = frozenset(
         "log_key",
         "operator_key",
         "register_key",
+        "register_public_key",
         "metrics_listen",
         "log_format",
         "log_level",
@@ -91,6 +96,9 @@ class NodeConfig:
     # None: beside the log key, named operator.key / register.key.
     operator_key: Path | None = None
     register_key: Path | None = None
+    # The register authority's Ed25519 public key; when set, no register key
+    # file is read or created.
+    register_public_key: bytes | None = None
     # None: no metrics endpoint. A node built in code (tests, benchmarks) asks
     # for one; the defaults and configuration files have one unless "off".
     metrics_listen: str | None = None
@@ -205,6 +213,15 @@ class _Table:
             raise self.error(key, f"{value} is not a non-negative number of seconds")
         return float(value)
 
+    def public_key(self, key: str) -> bytes:
+        value = self.string(key).strip()
+        try:
+            raw = bytes.fromhex(value)
+            Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError as e:
+            raise self.error(key, "must be an Ed25519 public key as 64 hex digits") from e
+        return raw
+
     def address(self, key: str) -> str:
         value = self.string(key)
         try:
@@ -262,6 +279,8 @@ def load_config(path: Path | None) -> NodeConfig:
         config = replace(config, operator_key=table.path_value("operator_key"))
     if "register_key" in node:
         config = replace(config, register_key=table.path_value("register_key"))
+    if "register_public_key" in node:
+        config = replace(config, register_public_key=table.public_key("register_public_key"))
     if "metrics_listen" in node:
         off = table.string("metrics_listen").strip().lower() in _OFF
         metrics = None if off else table.address("metrics_listen")

@@ -161,17 +161,27 @@ async def start_node(
         # The operator's key grants roles; the register key checks the patent
         # feed. A local node creates both (a network file will name them).
         operator = load_or_create_key_file(config.operator_key_file(), OPERATOR_KEY_NAME)
-        register = load_or_create_key_file(config.register_key_file(), REGISTER)
+        register: Signer | None = None
+        register_key = config.register_public_key
+        if register_key is None:
+            register = load_or_create_key_file(config.register_key_file(), REGISTER)
+            register_key = register.public_key
         sequencer = Sequencer(store, signer)
         exchange = Exchange(
             db,
             store,
             sequencer,
-            register_key=register.public_key,
+            register_key=register_key,
             operator_keys={config.origin: operator.public_key},
         )
         await exchange.catch_up()
         if sample is not None:
+            if register is None:
+                raise ConfigError(
+                    "the sample data is signed by the register authority, whose key this node "
+                    "does not hold (register_public_key is set)",
+                    key="register_public_key",
+                )
             await load_sample(exchange, register, sample)
         add_exchange_service(ExchangeService(exchange), server)
         # grpc-stubs does not know the asyncio health servicer.

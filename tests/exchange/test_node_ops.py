@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.config import ConfigError, NodeConfig, load_config
+from exchange.errors import SignatureInvalidError
 from exchange.logs import configure_logging
 from exchange.rules import REGISTER
 from exchange.sample import generate, in_force_on, sample_statements
@@ -111,6 +112,8 @@ def _registration(seed: int) -> pb.SignedStatement:
         ("shutdown_grace_seconds = nan", "shutdown_grace_seconds", "non-negative"),
         ('shutdown_grace_seconds = "5"', "shutdown_grace_seconds", "number of seconds"),
         ("shutdown_grace_seconds = true", "shutdown_grace_seconds", "number of seconds"),
+        ('register_public_key = "abc"', "register_public_key", "64 hex digits"),
+        ("register_public_key = 7", "register_public_key", "must be a string"),
         ('metric_listen = "127.0.0.1:9464"', "metric_listen", "unknown [node] keys"),
     ],
 )
@@ -475,3 +478,35 @@ async def test_a_node_process_stops_cleanly_on_a_signal(
         assert (await store.latest_checkpoint()).size == await store.fsck() == loaded + 1
     finally:
         await db.dispose()
+
+
+async def test_a_node_given_only_the_register_public_key_holds_no_register_key(
+    tmp_path: Path,
+) -> None:
+    register = Signer.generate(REGISTER)  # the authority's, kept elsewhere
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f'[node]\nlisten = "127.0.0.1:0"\nmetrics_listen = "off"\n'
+        f'register_public_key = "{register.public_key.hex()}"\n'
+    )
+    config = load_config(path)
+    assert config.register_public_key == register.public_key
+    sample = generate(71, parties=1, patents=4)
+    now = dt.datetime.now(dt.UTC)
+    async with start_node(config) as node:
+        statements = sample_statements(sample, register, now)
+        outcomes = await node.exchange.submit_many(statements)
+        assert not [o for o in outcomes if isinstance(o, Exception)]
+        # A record signed by another key: refused, though it names the register.
+        other = Signer.generate(REGISTER)
+        forged = next(
+            s
+            for s in sample_statements(sample, other, now + dt.timedelta(seconds=1))
+            if pb.Statement.FromString(s.statement).HasField("patent_recorded")
+        )
+        with pytest.raises(SignatureInvalidError):
+            await node.exchange.submit(forged)
+    assert not (tmp_path / "register.key").exists()
+    with pytest.raises(ConfigError, match="register_public_key"):
+        async with start_node(config, sample=sample):
+            pass
