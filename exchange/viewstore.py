@@ -91,16 +91,17 @@ def encode_patent(state: PatentState) -> str:
                 "terms": state.offer.terms.hex(),
                 "months": state.offer.licence_term_months,
             },
+            # A patent may hold many licences: each is a row of LICENCE_FIELDS.
             "licences": [
-                {
-                    "id": x.license_id.hex(),
-                    "licensee": x.licensee,
-                    "type": int(x.type),
-                    "start": _date(x.start),
-                    "end": _date(x.end),
-                    "recordal_due": _date(x.recordal_due),
-                    "recorded": x.recorded,
-                }
+                [
+                    x.license_id.hex(),
+                    x.licensee,
+                    int(x.type),
+                    _date(x.start),
+                    _date(x.end),
+                    _date(x.recordal_due),
+                    x.recorded,
+                ]
                 for x in state.licences
             ],
             "pledge": None
@@ -111,8 +112,20 @@ def encode_patent(state: PatentState) -> str:
                 "debt_end": _date(state.pledge.debt_end),
             },
         },
-        sort_keys=True,
+        separators=(",", ":"),
     )
+
+
+LICENCE_FIELDS = ("id", "licensee", "type", "start", "end", "recordal_due", "recorded")
+
+
+def _licence(raw: list[Any] | dict[str, Any]) -> Licence:
+    # Rows, or objects as views written before rows were used hold them.
+    x = raw if isinstance(raw, dict) else dict(zip(LICENCE_FIELDS, raw, strict=True))
+    return Licence(
+        bytes.fromhex(x["id"]), x["licensee"], x["type"], _must(_day(x["start"])),
+        _must(_day(x["end"])), _must(_day(x["recordal_due"])), x["recorded"],
+    )  # fmt: skip
 
 
 def decode_patent(text: str) -> PatentState:
@@ -130,18 +143,7 @@ def decode_patent(text: str) -> PatentState:
         offer=None
         if offer is None
         else Offer(bytes.fromhex(offer["id"]), bytes.fromhex(offer["terms"]), offer["months"]),
-        licences=tuple(
-            Licence(
-                bytes.fromhex(x["id"]),
-                x["licensee"],
-                x["type"],
-                _must(_day(x["start"])),
-                _must(_day(x["end"])),
-                _must(_day(x["recordal_due"])),
-                x["recorded"],
-            )
-            for x in raw["licences"]
-        ),
+        licences=tuple(_licence(x) for x in raw["licences"]),
         pledge=None
         if pledge is None
         else Pledge(
@@ -702,16 +704,16 @@ def _bulk_insert(
 def _converted(
     rows: Iterable[Row], converters: Mapping[str, Callable[[Any], Any]]
 ) -> Iterator[Row]:
+    # In place: the rows are the memory store's, written once and dropped.
     memo: dict[Any, Any] = {}
     for row in rows:
-        converted = dict(row)
         for name, processor in converters.items():
             value = row[name]
             if value is not None:
                 if value not in memo:
                     memo[value] = processor(value)
-                converted[name] = memo[value]
-        yield converted
+                row[name] = memo[value]
+        yield row
 
 
 def analyze_views(conn: Connection) -> None:
