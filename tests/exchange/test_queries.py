@@ -12,6 +12,8 @@ histories verified against a signed checkpoint, and statistics.
 from __future__ import annotations
 
 import asyncio
+import calendar
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -106,7 +108,16 @@ async def test_a_patent_shows_its_encumbrances(market: Market) -> None:
     assert first.active_offer.offer_id == market.offers[0]
     assert first.active_offer.acceptances == 2
     assert sorted(x.licensee for x in first.licences) == sorted([licensee.party_id, other.party_id])
-    assert all(x.recordal_due.year and not x.recorded for x in first.licences)
+    # Recordal is due three months after the acceptance was sequenced (today,
+    # China time); a day past the month's end clamps to its last day.
+    today = story.today()
+    month = today.month + 2
+    year, month = today.year + month // 12, month % 12 + 1
+    day = min(today.day, calendar.monthrange(year, month)[1])
+    due = story.date(dt.date(year, month, day))
+    for licence in first.licences:
+        assert (licence.recordal_due, licence.recorded) == (due, False)
+        assert licence.start_date == story.date(today)
     pledged = await market.stub.GetPatent(
         api.GetPatentRequest(application_number=market.patents[2].application_number)
     )
