@@ -44,6 +44,10 @@ RECORDAL_MONTHS = 3
 ART_10 = "Patent Law Art. 10"
 ART_39 = "Patent Law Art. 39 (grant, registration and announcement)"
 ART_14 = "Patent Law Art. 14"
+ART_43 = "Patent Law Art. 43 (annual fees)"
+ART_44 = "Patent Law Art. 44 (termination for unpaid annual fees)"
+ART_45 = "Patent Law Art. 45 (invalidation)"
+REGS_6 = "Patent Law Implementing Regulations Art. 6 (restoration of rights)"
 ART_50 = "Patent Law Art. 50"
 ART_51 = "Patent Law Art. 51"
 REGS_86 = "Patent Law Implementing Regulations Art. 86"
@@ -115,6 +119,38 @@ UNKNOWN_REFERENCE: dict[str, tuple[str, str, str, str]] = {
         "LICENSE_UNKNOWN", "license_recorded.license_id", "no such licence", RECORDAL
     ),
 }  # fmt: skip
+
+
+_GRANTED = frozenset(
+    {pb.PATENT_STATUS_IN_FORCE, pb.PATENT_STATUS_FEE_UNPAID, pb.PATENT_STATUS_LAPSED,
+     pb.PATENT_STATUS_EXPIRED}
+)  # fmt: skip
+# The register's status changes, each with the statuses it may follow and the
+# provision: a grant follows examination, fees fall due on a right in force, a
+# right lapses for fees unpaid and may be restored, any granted right may be
+# declared invalid. Suspensions and their lifting follow any status but an
+# invalidated right's (checked apart: the lifting must name one in force).
+STATUS_TRANSITIONS: dict[int, tuple[frozenset[int], str]] = {
+    pb.STATUS_CHANGE_GRANTED: (frozenset({pb.PATENT_STATUS_PENDING}), ART_39),
+    pb.STATUS_CHANGE_FEES_PAID: (
+        frozenset({pb.PATENT_STATUS_IN_FORCE, pb.PATENT_STATUS_FEE_UNPAID}),
+        ART_43,
+    ),
+    pb.STATUS_CHANGE_FEE_UNPAID: (frozenset({pb.PATENT_STATUS_IN_FORCE}), ART_43),
+    pb.STATUS_CHANGE_LAPSED: (
+        frozenset({pb.PATENT_STATUS_IN_FORCE, pb.PATENT_STATUS_FEE_UNPAID}),
+        ART_44,
+    ),
+    pb.STATUS_CHANGE_RESTORED: (frozenset({pb.PATENT_STATUS_LAPSED}), REGS_6),
+    pb.STATUS_CHANGE_INVALIDATED: (_GRANTED, ART_45),
+    **{
+        c: (frozenset(pb.PatentStatus.values()) - {pb.PATENT_STATUS_INVALIDATED}, REGS_103)
+        for c in (
+            pb.STATUS_CHANGE_SUSPENDED_OWNERSHIP_DISPUTE,
+            pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION,
+        )
+    },
+}
 
 
 def _replace(obj: S, **changes: Any) -> S:
@@ -207,6 +243,13 @@ def check(
                     "no such patent is recorded", ART_39,
                 )  # fmt: skip
             change = statement.patent_status_changed
+            allowed = STATUS_TRANSITIONS.get(change.change)
+            if allowed is not None and state.status not in allowed[0]:
+                raise _refuse(
+                    "STATUS_TRANSITION", "patent_status_changed.change",
+                    f"{pb.StatusChange.Name(change.change)} does not follow "
+                    f"{pb.PatentStatus.Name(state.status)}", allowed[1],
+                )  # fmt: skip
             if change.change == pb.STATUS_CHANGE_SUSPENSION_LIFTED and (
                 change.lifted not in state.suspended
             ):

@@ -406,3 +406,34 @@ def test_a_lapsed_right_is_not_transferred_and_its_declaration_ends(ledger: Ledg
     ledger.submit(status(pb.STATUS_CHANGE_RESTORED), REGISTER)
     assert ledger.state is not None
     assert ledger.state.offer is None
+
+
+def test_register_status_changes_follow_the_patents_status(ledger: Ledger) -> None:
+    # In force: a grant or a restoration makes no sense; a lapse does.
+    for change in (pb.STATUS_CHANGE_GRANTED, pb.STATUS_CHANGE_RESTORED):
+        refused = ledger.refused(status(change), REGISTER)
+        assert (refused.code, refused.field) == (
+            "STATUS_TRANSITION",
+            "patent_status_changed.change",
+        )
+    ledger.submit(status(pb.STATUS_CHANGE_LAPSED), REGISTER)
+    assert ledger.refused(status(pb.STATUS_CHANGE_FEE_UNPAID), REGISTER).code == "STATUS_TRANSITION"
+    ledger.submit(status(pb.STATUS_CHANGE_RESTORED), REGISTER)
+    ledger.submit(status(pb.STATUS_CHANGE_INVALIDATED), REGISTER)
+    # Invalidated is final: nothing revives it, nothing suspends it.
+    for change in (
+        pb.STATUS_CHANGE_GRANTED, pb.STATUS_CHANGE_RESTORED, pb.STATUS_CHANGE_FEES_PAID,
+        pb.STATUS_CHANGE_INVALIDATED, pb.STATUS_CHANGE_SUSPENDED_COURT_PRESERVATION,
+    ):  # fmt: skip
+        refused = ledger.refused(status(change), REGISTER)
+        assert refused.code == "STATUS_TRANSITION"
+        assert refused.legal_basis
+
+
+def test_a_pending_application_is_granted_once() -> None:
+    book = Ledger()
+    book.submit(recorded(status=pb.PATENT_STATUS_PENDING), REGISTER)
+    book.submit(status(pb.STATUS_CHANGE_GRANTED), REGISTER)
+    assert book.state is not None
+    assert book.state.status == pb.PATENT_STATUS_IN_FORCE
+    assert book.refused(status(pb.STATUS_CHANGE_GRANTED), REGISTER).code == "STATUS_TRANSITION"
