@@ -203,7 +203,9 @@ class Exchange:
         Ed25519 verification releases the GIL, so it runs in parallel with the
         transaction in progress; admission then finds the results remembered
         (:data:`exchange.statements.VERIFIED`) and only compares keys. With
-        nothing in progress there is nothing to overlap: admission verifies.
+        nothing in progress there is nothing to overlap, and for fewer than
+        :data:`PRECHECK_MIN` statements the hop to another thread costs more
+        than it moves: admission verifies.
         """
         if len(signeds) < PRECHECK_MIN or self._worker is None or self._worker.done():
             return
