@@ -9,6 +9,7 @@ into one gap-free log whose views are in step with it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import select
 
 from exchange.config import NodeConfig
+from exchange.errors import SignatureInvalidError
 from exchange.models import ViewCursor
 from exchange.node import MAX_SUBMIT_BATCH
 from exchange.sample import generate
 from exchange.server import RunningNode, start_node
-from exchange.statements import statement_id
+from exchange.statements import VERIFIED, statement_id
 from kaifang.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.keys import load_key_file
@@ -123,3 +125,24 @@ async def test_concurrent_submissions_make_one_gap_free_log_in_step_with_the_vie
     query = select(ViewCursor.next_index).where(ViewCursor.origin == ORIGIN)
     cursor = await node.exchange.db.read(lambda c: c.execute(query).scalar_one())
     assert cursor == size + len(parties)
+
+
+async def test_signatures_checked_ahead_still_refuse_a_forgery(node: RunningNode) -> None:
+    # Large submissions arriving while a batch is being admitted have their
+    # signatures checked on another thread first; a forged one among them is
+    # still refused, and the others are admitted.
+    parties = generate(34, parties=80, patents=1).parties
+    batches = [[story.registration(p) for p in parties[i : i + 20]] for i in range(0, 80, 20)]
+    forged = batches[2][5]
+    forged.signatures[0].signature = bytes(64)
+    outcomes = await asyncio.gather(*(node.exchange.submit_many(b) for b in batches))
+    flat = [o for batch in outcomes for o in batch]
+    refused = [o for o in flat if isinstance(o, Exception)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], SignatureInvalidError)
+    assert outcomes[2][5] is refused[0]
+    assert len({o.index for o in flat if not isinstance(o, Exception)}) == 79
+    statement = batches[0][0]
+    key = parties[0].registration.public_key
+    digest = hashlib.sha256(statement.statement).digest()
+    assert (key, statement.signatures[0].signature, digest) in VERIFIED
