@@ -1,7 +1,8 @@
 """Benchmark 5, ``admission``: signed offers admitted over gRPC by 16 concurrent clients.
 
-A real node (:func:`exchange.server.start_node`) runs in this process on a
-fresh database of each engine (SQLite, then durable PostgreSQL). Untimed
+A real node (:mod:`bench.node`, i.e. :func:`exchange.server.start_node`) runs
+in a process of its own, as a node serves remote clients, on a fresh database
+of each engine (SQLite, then durable PostgreSQL). Untimed
 setup: :data:`Sizes.admission_parties` parties register and the register
 authority records one patent per offer to come, all through
 ``SubmitStatements``. Every statement is built and signed before anything
@@ -28,20 +29,21 @@ the benchmark, which fails loudly rather than report a rate of refusals.
 Targets (the issue): >= 1,500 statements/s unary and >= 4,000/s batched, on
 each engine. Two baselines, measured in the same run, each give a ratio:
 
-- a bare gRPC **echo** service (a generic grpc.aio unary handler returning
-  the request bytes, same server options) called by the same clients with
-  the same request bytes: what gRPC alone costs per call in this process.
+- a bare gRPC **echo** service (:mod:`bench.echo`: a generic grpc.aio unary
+  handler returning the request bytes, same server options, in a process of
+  its own like the node) called by the same clients with the same request
+  bytes: what gRPC alone costs per call.
   Batched, its rate counts the statements the echoed requests carry. It runs
   before and after the nodes; the faster run is the baseline.
 - a bare **Ed25519** loop: ``Ed25519PublicKey.verify`` of each offer's
   signature over the same bytes, keys loaded beforehand, one thread: the
   least work that admitting a signed statement could take.
 
-The clients run in the node's process and event loop (so does the echo
-baseline's), so the figures include the clients' own gRPC costs; the echo
-ratio is the fair comparison. ``--profile`` profiles the event loop's
-thread only: on SQLite the admission transaction runs in a worker thread
-(:class:`ledger.db.Database`), which a sampling profiler such as py-spy sees.
+The clients run in the benchmark's process, the node and the echo server
+each in their own: on this two-core machine the clients' gRPC work competes
+with the server for the cores, not for one interpreter lock. ``--profile``
+profiles the clients' process only; profile the node with a sampling
+profiler such as py-spy attached to its process.
 """
 
 from __future__ import annotations
@@ -63,17 +65,28 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.rpc import status_pb2
 
-from bench.common import ORIGIN, BenchError, Context, Figure, Outcome, Sizes, Target
+from bench import echo as echo_service
+from bench.common import (
+    ORIGIN,
+    BenchError,
+    Context,
+    Figure,
+    Outcome,
+    Sizes,
+    Target,
+    open_database,
+    server_process,
+)
 from bench.statements import StatementMaker
-from exchange.config import NodeConfig
 from exchange.rules import REGISTER
 from exchange.sample import generate
-from exchange.server import MAX_MESSAGE_BYTES, RunningNode, start_node
+from exchange.server import MAX_MESSAGE_BYTES
 from exchange.statements import SIGNING_PREFIX
 from kaifang.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import sqlite_url
 from ledger.keys import create_key_file
+from ledger.store import LogStore
 from tests.pg import PostgresUnavailableError, create_database, postgres_server
 
 NAME = "admission"
@@ -91,8 +104,6 @@ UNARY_MARGIN = 1.25
 BATCHED_MARGIN = 1.5
 NO_TIME_LIMIT = 3600.0
 CALL_TIMEOUT_S = 120.0
-ECHO_SERVICE = "kaifang.bench.v1.Echo"
-ECHO_METHOD = f"/{ECHO_SERVICE}/Echo"
 _CHANNEL_OPTIONS = [
     # Each client a connection of its own, as 16 separate clients would have:
     # channels with equal arguments otherwise share one subchannel.
@@ -269,25 +280,25 @@ async def submit_batch(stub: Stub, request: exchange_pb2.SubmitStatementsRequest
     return len(request.signed)
 
 
-async def log_size(node: RunningNode) -> int:
-    """The size of the node's latest signed checkpoint."""
-    return (await node.store.latest_checkpoint()).size
+async def log_size(store: LogStore) -> int:
+    """The size of the node's latest signed checkpoint (read from its database)."""
+    return (await store.latest_checkpoint()).size
 
 
 async def _phase(
-    node: RunningNode, what: str, run: Callable[[], Awaitable[Run]], expected: int
+    store: LogStore, what: str, run: Callable[[], Awaitable[Run]], expected: int
 ) -> tuple[Run, dict[str, Any]]:
     """Run a timed phase; check the log grew by exactly what was admitted; count its commits."""
-    before = await log_size(node)
+    before = await log_size(store)
     result = await run()
-    after = await log_size(node)
+    after = await log_size(store)
     if after - before != result.done:
         raise BenchError(f"{what}: {result.done} statements admitted but the log grew by "
                          f"{after - before}")  # fmt: skip
     if result.done < expected and not result.timed_out:
         raise BenchError(f"{what}: {result.done} of {expected} statements done, yet time remained")
     # Every transaction signs one checkpoint: their number gives the mean batch.
-    commits = len(await node.store.signed_sizes(before + 1, after))
+    commits = len(await store.signed_sizes(before + 1, after))
     facts = {
         "statements": result.done,
         "stock": expected,
@@ -325,18 +336,17 @@ async def measure_node(
     slow node would make the untimed setup the longest part of the run.
     """
     sizes = ctx.sizes
-    config = NodeConfig(
-        origin=ORIGIN,
-        listen="127.0.0.1:0",
-        database=url,
-        log_key=tmp / f"{engine}-log.key",
-        operator_key=tmp / f"{engine}-operator.key",
-        register_key=work.register_key,
-    )
+    args = [
+        "--database", url, "--key", str(tmp / f"{engine}-log.key"), "--origin", ORIGIN,
+        "--operator-key", str(tmp / f"{engine}-operator.key"),
+        "--register-key", str(work.register_key),
+    ]  # fmt: skip
     async with (
-        start_node(config) as node,
+        server_process("bench.node", args, tmp / f"{engine}-node.log") as node,
+        open_database(url) as db,
         open_channels(node.port, sizes.admission_clients) as channels,
     ):
+        store = await LogStore.open(db, ORIGIN)
         stubs = [exchange_pb2_grpc.ExchangeServiceStub(c) for c in channels]
         start = time.perf_counter()
         # Registrations before the records that name their parties as owners.
@@ -368,7 +378,7 @@ async def measure_node(
             exchange_pb2.SubmitStatementRequest(signed=s) for s in work.unary[:n_unary]
         ]
         unary, unary_facts = await _phase(
-            node,
+            store,
             f"{engine} unary",
             lambda: drain(stubs, unary_requests, submit_one, seconds),
             len(unary_requests),
@@ -380,7 +390,7 @@ async def measure_node(
             for chunk in batches(work.batched[:n_batched], sizes.admission_batch)
         ]
         batched, batched_facts = await _phase(
-            node,
+            store,
             f"{engine} batched",
             lambda: drain(stubs, batch_requests, submit_batch, seconds),
             n_batched,
@@ -418,38 +428,20 @@ def ed25519_loop(signatures: Sequence[tuple[bytes, bytes, bytes]], seconds: floa
     return Run(done, time.perf_counter() - start, timed_out=True)
 
 
-@asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    """A grpc.aio server whose one method returns the request bytes; yield its port."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-    )
-
-    async def echo(request: bytes, context: Any) -> bytes:
-        return request
-
-    # No (de)serializers: the handler gets and returns the raw bytes.
-    handler = grpc.unary_unary_rpc_method_handler(echo)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(None)
-
-
 async def echo_runs(
-    clients: int, seconds: float, unary: Sequence[bytes], batched: Sequence[bytes], batch: int
+    clients: int,
+    seconds: float,
+    unary: Sequence[bytes],
+    batched: Sequence[bytes],
+    batch: int,
+    log_file: Path,
 ) -> tuple[Run, Run]:
     """Calls/s of the echo service with the unary payloads, then statements/s with the batches."""
-    async with echo_server() as port, open_channels(port, clients) as channels:
-        calls = [c.unary_unary(ECHO_METHOD, None, None) for c in channels]
+    async with (
+        server_process("bench.echo", [], log_file) as server,
+        open_channels(server.port, clients) as channels,
+    ):
+        calls = [c.unary_unary(echo_service.METHOD, None, None) for c in channels]
 
         def echo_call(carried: int) -> Callable[[Any, bytes], Awaitable[int]]:
             async def call(stub: Any, payload: bytes) -> int:
@@ -518,7 +510,7 @@ async def run(ctx: Context) -> Outcome:
         async def echo() -> tuple[Run, Run]:
             one, many = await echo_runs(
                 sizes.admission_clients, sizes.echo_seconds, unary_payloads, batch_payloads,
-                sizes.admission_batch,
+                sizes.admission_batch, tmp / "echo.log",
             )  # fmt: skip
             ctx.log(NAME, f"bare gRPC echo: {one.rate:,.0f} calls/s unary, "
                           f"{many.rate:,.0f} statements/s in batches")  # fmt: skip
@@ -554,5 +546,7 @@ async def run(ctx: Context) -> Outcome:
     }
     for engine, unary, batched, facts in engines:
         outcome.figures += _figures(engine, unary, batched, facts, base)
-    outcome.info["machine_note"] = "clients, node and echo server share one process and event loop"
+    outcome.info["machine_note"] = (
+        "clients in the benchmark's process; the node and the echo server each in their own"
+    )
     return outcome

@@ -9,6 +9,7 @@ the same time.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import sys
@@ -362,3 +363,48 @@ async def create_bare_table(db: Database) -> str:
         return _BARE_INSERT[conn.dialect.paramstyle]
 
     return await db.write(create)
+
+
+# -- servers in processes of their own ---------------------------------------
+
+SERVER_START_TIMEOUT_S = 60.0
+SERVER_STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A server running in a process of its own: its port and process id."""
+
+    port: int
+    pid: int
+
+
+@asynccontextmanager
+async def server_process(
+    module: str, args: list[str], log_file: Path
+) -> AsyncIterator[ServerProcess]:
+    """Run ``python -m module args``; yield the port it prints; stop it on exit.
+
+    The module prints ``{"port": N}`` once serving and stops when its standard
+    input closes, so it cannot outlive the benchmark, even one that died.
+    """
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args,
+            cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )  # fmt: skip
+        assert process.stdin is not None
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), SERVER_START_TIMEOUT_S)
+            if not line:
+                raise BenchError(f"{module} exited at start; see its log, {log_file}")
+            yield ServerProcess(int(json.loads(line)["port"]), process.pid)
+        finally:
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), SERVER_STOP_TIMEOUT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -1,8 +1,8 @@
 """Run a real node (:func:`exchange.server.start_node`) for a benchmark, in its own process.
 
-Run by the ``proofs`` benchmark as::
+Run by the ``proofs`` and ``admission`` benchmarks as::
 
-    python -m bench.node --database URL --key FILE --origin ORIGIN
+    python -m bench.node --database URL --key FILE --origin ORIGIN [--register-key FILE]
 
 It listens on 127.0.0.1 on a free port, prints ``{"port": N}`` on stdout once
 serving, and stops when its standard input closes (so it cannot outlive the
@@ -42,8 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", required=True, type=Path, help="the log's signer key file")
     parser.add_argument("--origin", required=True, help="the log's origin")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
+    parser.add_argument("--register-key", type=Path, help="the register authority's key file")
+    parser.add_argument("--operator-key", type=Path, help="the operator's key file")
     args = parser.parse_args(argv)
-    config = NodeConfig(origin=args.origin, listen=LISTEN, database=args.database, log_key=args.key)
+    config = NodeConfig(
+        origin=args.origin, listen=LISTEN, database=args.database, log_key=args.key,
+        register_key=args.register_key, operator_key=args.operator_key,
+    )  # fmt: skip
     asyncio.run(serve(config, args.max_seconds))
 
 

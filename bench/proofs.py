@@ -29,7 +29,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,11 @@ from bench.common import (
     Context,
     Figure,
     Outcome,
+    ServerProcess,
     Target,
     Throughput,
     run_concurrently,
+    server_process,
 )
 from kaifang.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.db import Database, sqlite_url
@@ -61,8 +62,6 @@ IN_PROCESS_TARGET = Target(">=", 5_000)
 GRPC_TARGET = Target(">=", 2_000)
 MB = 1_000_000
 BUILD_TIMEOUT_S = 900.0
-NODE_START_TIMEOUT_S = 60.0
-NODE_STOP_TIMEOUT_S = 15.0
 
 _point_query = text("SELECT data FROM entries WHERE log_id = :log_id AND idx = :idx")
 
@@ -98,40 +97,12 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass(frozen=True)
-class NodeProcess:
-    """A running :mod:`bench.node`: its port and process id."""
-
-    port: int
-    pid: int
-
-
 @asynccontextmanager
-async def node_process(url: str, key: Path, log_file: Path) -> AsyncIterator[NodeProcess]:
+async def node_process(url: str, key: Path, log_file: Path) -> AsyncIterator[ServerProcess]:
     """Start :mod:`bench.node` on the database; yield its port; stop it on exit."""
-    with log_file.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "bench.node", "--database", url, "--key", str(key)],
-            *["--origin", ORIGIN],
-            cwd=REPO_ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-        )
-        assert process.stdin is not None
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), NODE_START_TIMEOUT_S)
-            if not line:
-                raise BenchError(f"the node exited at start; see its log, {log_file}")
-            yield NodeProcess(int(json.loads(line)["port"]), process.pid)
-        finally:
-            process.stdin.close()  # the node stops at end of input
-            try:
-                await asyncio.wait_for(process.wait(), NODE_STOP_TIMEOUT_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    args = ["--database", url, "--key", str(key), "--origin", ORIGIN]
+    async with server_process("bench.node", args, log_file) as node:
+        yield node
 
 
 async def _timed(ctx: Context, operation: Callable[[random.Random], Awaitable[None]]) -> Throughput:
@@ -206,7 +177,7 @@ async def in_process(ctx: Context, store: LogStore, size: int) -> tuple[Figure, 
 
 
 async def over_grpc(
-    ctx: Context, store: LogStore, size: int, node: NodeProcess, in_process_rate: float
+    ctx: Context, store: LogStore, size: int, node: ServerProcess, in_process_rate: float
 ) -> Figure:
     """Health checks, then GetInclusionProof calls, from concurrent tasks on one channel.
 
