@@ -541,7 +541,11 @@ class SqlViewStore(_Subjects):
 
 
 class MemoryViewStore(_Subjects):
-    """Every view row in memory, written out at once by :meth:`write`."""
+    """Every view row in memory, written out at once by :meth:`write`.
+
+    It keeps the row dictionaries it is given (and may change them), without
+    copying: a rebuild hands it millions, each built afresh.
+    """
 
     def __init__(self) -> None:
         """Start from empty views."""
@@ -589,7 +593,7 @@ class MemoryViewStore(_Subjects):
 
     def put_patent(self, row: Row, state: PatentState) -> None:
         """Insert a patent."""
-        self.rows["patents"][row["application_number"]] = dict(row)
+        self.rows["patents"][row["application_number"]] = row
         self.patents[row["application_number"]] = state
 
     def set_patent(self, number: str, state: PatentState | None, last_index: int) -> None:
@@ -602,7 +606,7 @@ class MemoryViewStore(_Subjects):
 
     def put_party(self, row: Row, state: PartyState) -> None:
         """Insert a party."""
-        self.rows["parties"][row["party_id"]] = dict(row)
+        self.rows["parties"][row["party_id"]] = row
         self.parties[row["party_id"]] = state
 
     def set_party(self, party_id: str, state: PartyState, last_index: int) -> None:
@@ -617,7 +621,7 @@ class MemoryViewStore(_Subjects):
         rows = self._table(table)
         if key in rows:  # as the database's primary key would
             raise KeyError(f"{table.__tablename__}: duplicate key {key!r}")
-        rows[key] = dict(row)
+        rows[key] = row  # the store takes the row: its callers build each afresh
 
     def insert_many(self, table: type[ViewBase], rows: list[Row]) -> None:
         """Insert ``rows`` into ``table``."""
