@@ -178,12 +178,18 @@ def verify_signatures(
 
     Raises :class:`SignatureInvalidError` for a signature by an unknown signer
     or key (a revoked key included) or one that does not verify: a statement
-    carrying a forged signature is refused whole.
+    carrying a forged signature is refused whole; :class:`InvalidFieldError`
+    for a signer's key signing twice.
     """
     if len(signatures) > MAX_SIGNATURES:
         raise InvalidFieldError("signatures", f"{len(signatures)} is more than {MAX_SIGNATURES}")
     verified: set[Signed] = set()
     for i, signature in enumerate(signatures):
+        if Signed(signature.signer, signature.key_fingerprint) in verified:
+            # A second signature by the same key adds nothing but bytes to the log.
+            raise InvalidFieldError(
+                f"signatures[{i}]", f"a second signature by {signature.signer[:80]!r}"
+            )
         keys = [
             k
             for k in _candidate_keys(signature.signer, statement, world)

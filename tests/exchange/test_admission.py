@@ -305,3 +305,14 @@ def test_a_credit_event_must_cite_entries_the_node_holds(
         with pytest.raises(RuleViolationError, match="EVIDENCE_UNKNOWN") as refused:
             admit(event(held, missing), w, NOW)
         assert refused.value.field == "credit_event_recorded.evidence[1]"
+
+
+def test_a_key_signing_twice_is_refused(world: tuple[MemoryWorld, Party, Party]) -> None:
+    w, owner, _ = world
+    twice = signed(_offer(), (owner.id, owner.key))
+    twice.signatures.append(twice.signatures[0])
+    with pytest.raises(InvalidFieldError) as refused:
+        admit(twice, w, NOW)
+    assert refused.value.field == "signatures[1]"
+    once = signed(_offer(), (owner.id, owner.key))
+    assert admit(once, w, NOW).kind == "offer_published"
