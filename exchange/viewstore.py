@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import json
-import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Connection,
-    DateTime,
     Table,
     bindparam,
     delete,
@@ -667,66 +663,18 @@ class MemoryViewStore(_Subjects):
         for party_id, party in self.parties.items():
             self.rows["parties"][party_id]["state"] = encode_party(party)
         written = 0
-        cursor = conn.connection.cursor()
-        try:
-            for table in reversed(VIEW_TABLES):
-                # In key order, the primary key index is appended to, not split
-                # at random (statement ids are hashes): far fewer pages written.
-                rows = self.rows[table.name]
-                ordered = (rows[key] for key in sorted(rows))  # type: ignore[type-var]
-                sql, tuples = _bulk_insert(conn, table, ordered)
-                while chunk := list(itertools.islice(tuples, FLUSH_CHUNK)):
-                    cursor.executemany(sql, chunk)
-                    written += len(chunk)
-        finally:
-            cursor.close()
+        for table in reversed(VIEW_TABLES):
+            # In key order, the primary key index is appended to, not split
+            # at random (statement ids are hashes): far fewer pages written.
+            rows = self.rows[table.name]
+            ordered = (rows[key] for key in sorted(rows))  # type: ignore[type-var]
+            written += _INSERTS[table.name].run_many(conn, ordered, chunk=FLUSH_CHUNK)
         for index in indexes:
             index.create(conn)
         analyze_views(conn)
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         return written
-
-
-def _bulk_insert(
-    conn: Connection, table: Table, rows: Iterable[Row]
-) -> tuple[str, Iterator[tuple[Any, ...]]]:
-    """The driver-level INSERT of ``table`` and ``rows`` as its parameter tuples.
-
-    At bulk rates SQLAlchemy's per-row parameter processing costs more than
-    the database's own insert, so rows go to the DBAPI cursor as tuples; only
-    the values whose driver form differs from the Python one (date-times,
-    which SQLite keeps as text) are converted, by the dialect's own processor,
-    once per distinct value (the rows of one batch share an instant).
-    """
-    dialect = conn.dialect
-    compiled = insert(table).compile(dialect=dialect)
-    names = list(compiled.positiontup or ())
-    assert len(names) > 1, "itemgetter of one name returns the value, not a tuple"
-    converters = {
-        name: processor
-        for name in names
-        if isinstance(table.c[name].type, DateTime)
-        and (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-    }
-    if converters:
-        rows = _converted(rows, converters)
-    return str(compiled), map(operator.itemgetter(*names), rows)
-
-
-def _converted(
-    rows: Iterable[Row], converters: Mapping[str, Callable[[Any], Any]]
-) -> Iterator[Row]:
-    # In place: the rows are the memory store's, written once and dropped.
-    memo: dict[Any, Any] = {}
-    for row in rows:
-        for name, processor in converters.items():
-            value = row[name]
-            if value is not None:
-                if value not in memo:
-                    memo[value] = processor(value)
-                row[name] = memo[value]
-        yield row
 
 
 def analyze_views(conn: Connection) -> None:

@@ -25,8 +25,10 @@ because migrations run on the async engine.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import operator
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -243,13 +245,20 @@ class Database:
 _REQUIRED = object()  # marks a parameter the caller must give
 
 
+@functools.lru_cache(maxsize=4096)
+def _converted(processor: Callable[[Any], Any], value: Any) -> Any:
+    # Rows written together share few instants (a batch's sequencing time):
+    # each is converted once.
+    return processor(value)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
     names: tuple[str, ...]
-    processors: tuple[Any, ...]
     fixed: tuple[Any, ...]
-    plain: Callable[[Params], tuple[Any, ...]] | None  # the parameters by itemgetter
+    get: Callable[[Params], tuple[Any, ...]]  # every parameter, by itemgetter
+    converting: tuple[tuple[int, Any], ...]  # (position, processor) of date-times
 
 
 class Prepared:
@@ -286,29 +295,31 @@ class Prepared:
             )
             # Values fixed in the statement itself (a LIMIT, a literal).
             fixed = tuple(_REQUIRED if b.required else b.value for b in binds)
-            plain = None
-            if all(p is None for p in processors):
-                get = operator.itemgetter(*names) if names else (lambda _: ())
-                plain = get if len(names) != 1 else (lambda params: (get(params),))
-            found = self._compiled[key] = _Compiled(str(compiled), names, processors, fixed, plain)
+            get = operator.itemgetter(*names) if names else (lambda _: ())
+            getter = get if len(names) != 1 else (lambda params: (get(params),))
+            converting = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+            found = self._compiled[key] = _Compiled(str(compiled), names, fixed, getter, converting)
         return found
 
     @staticmethod
     def _values(compiled: _Compiled, params: Params) -> tuple[Any, ...]:
-        if compiled.plain is not None:  # every value given, none converted: the common case
-            try:
-                return compiled.plain(params)
-            except KeyError:
-                pass  # a fixed value left out: take the long way
-        values = []
-        for name, processor, fixed in zip(
-            compiled.names, compiled.processors, compiled.fixed, strict=True
-        ):
-            value = params.get(name, fixed)
-            if value is _REQUIRED:
-                raise KeyError(f"no value for the parameter {name!r}")
-            values.append(value if processor is None or value is None else processor(value))
-        return tuple(values)
+        values: Sequence[Any]
+        try:
+            values = compiled.get(params)  # every value given: the common case
+        except KeyError:  # a fixed value left out: the long way
+            values = []
+            for name, fixed in zip(compiled.names, compiled.fixed, strict=True):
+                value = params.get(name, fixed)
+                if value is _REQUIRED:
+                    raise KeyError(f"no value for the parameter {name!r}") from None
+                values.append(value)
+        if not compiled.converting:
+            return tuple(values)
+        converted = list(values)
+        for i, processor in compiled.converting:
+            if converted[i] is not None:
+                converted[i] = _converted(processor, converted[i])
+        return tuple(converted)
 
     def _run(self, conn: Connection, params: Params) -> Any:
         """Execute with ``params``; return the DBAPI cursor (the caller closes it)."""
@@ -321,14 +332,23 @@ class Prepared:
         """Execute a statement that returns no rows."""
         self._run(conn, params).close()
 
-    def run_many(self, conn: Connection, rows: Sequence[Params]) -> None:
-        """Execute a statement that returns no rows once per row of parameters."""
+    def run_many(self, conn: Connection, rows: Iterable[Params], *, chunk: int = 5000) -> int:
+        """Execute a statement that returns no rows once per row of parameters; count them.
+
+        The rows are handed to the driver ``chunk`` at a time, so an iterator
+        of millions never becomes one list.
+        """
         compiled = self._for(conn)
+        values = (self._values(compiled, row) for row in rows)
+        done = 0
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+            while batch := list(itertools.islice(values, chunk)):
+                cursor.executemany(compiled.sql, batch)
+                done += len(batch)
         finally:
             cursor.close()
+        return done
 
     def first(self, conn: Connection, params: Params) -> Any:
         """The first row of the result, or None."""
