@@ -1,0 +1,1 @@
+"""Generated protobuf code; see the .proto files beside it."""
