@@ -3,7 +3,9 @@
 ``kaifang node`` runs an exchange node; ``kaifang migrate`` brings a database
 to the current schema; ``kaifang ledger …`` are the operator's tools for a
 log: initialise, append, print checkpoints, receipts and proofs, export
-tiles, check integrity (fsck) and verify a receipt offline.
+tiles, check integrity (fsck) and verify a receipt offline; ``kaifang
+network init`` creates a network of exchanges (CA, keys, certificates, node
+configurations and the network file).
 
 Exit status: 0 on success, 1 when an operation or a verification fails
 (the reason on stderr), 2 for a usage error.
@@ -230,6 +232,32 @@ def cmd_register_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_network_init(args: argparse.Namespace) -> int:
+    from exchange.network import NETWORK_FILE, NODE_CONFIG_FILE, init_network
+
+    directory: Path = args.dir
+    network = init_network(
+        directory,
+        args.names,
+        host=args.host,
+        base_port=args.base_port,
+        network_name=args.name,
+    )
+    print(f"network {network.name!r} in {directory}:")
+    print(f"  {directory / NETWORK_FILE}  the network file (give every member a copy)")
+    print(f"  {directory / 'ca'}/ca.key, ca.pem  the network CA (keep ca.key offline)")
+    print(f"  {directory / 'register.key'}  the register authority's key")
+    for member in network.members:
+        node = directory / member.name
+        print(
+            f"  {node}/  {NODE_CONFIG_FILE}, log.key, operator.key, tls.key, tls.pem: "
+            f"clients {member.client_address}, federation {member.address}"
+        )
+    first = directory / network.members[0].name / NODE_CONFIG_FILE
+    print(f"start a member with: kaifang --config {first} node")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from exchange.register import patents_to_csv
     from exchange.sample import generate
@@ -371,6 +399,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", type=Path, required=True)
     p.add_argument("csv", metavar="CSV", help="the register's CSV ('-' for stdin)")
     p.set_defaults(func=cmd_register_sign)
+
+    network = commands.add_parser(
+        "network", help="a network of exchanges: its members, keys and certificates"
+    )
+    network_sub = network.add_subparsers(dest="network_command", required=True)
+    p = network_sub.add_parser(
+        "init",
+        help="create a network: CA, register key, each member's keys, certificate and config",
+        description=(
+            "Create in DIR a network CA, a register authority key, the network file and, "
+            "for each NAME, a directory with its log, operator and TLS keys, its certificate "
+            "and a node configuration. Member i serves clients on HOST:P+2i and peers on "
+            "HOST:P+2i+1. Refuses to overwrite an existing network."
+        ),
+        epilog="example: kaifang network init var/net east west --base-port 7400",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="directory to create the network in")
+    p.add_argument(
+        "names", nargs="+", metavar="NAME", help="member names (= log origins), e.g. east west"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="the members' host (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--base-port",
+        type=_positive,
+        default=7400,
+        metavar="P",
+        help="first member's client port (default 7400)",
+    )
+    p.add_argument("--name", default="kaifang", help="the network's name (default kaifang)")
+    p.set_defaults(func=cmd_network_init)
 
     p = commands.add_parser("sample", help="print a reproducible synthetic patent CSV")
     p.add_argument("--seed", type=int, default=1)

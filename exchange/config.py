@@ -18,7 +18,19 @@ log_format = "auto"                    # "json" (one object a line), "text", or 
                                        # text on a terminal, JSON otherwise
 log_level = "INFO"                     # DEBUG, INFO, WARNING or ERROR
 shutdown_grace_seconds = 5.0           # on SIGTERM/SIGINT, how long in-flight RPCs may run
+
+[federation]                           # optional: this node is a member of a network
+network = "../network.toml"            # the network file (see exchange.network)
+listen = "127.0.0.1:7401"              # the federation endpoint, mutual TLS, host:port
+tls_key = "tls.key"                    # this node's TLS private key, PEM, mode 0600
+tls_certificate = "tls.pem"            # its certificate, as the network file lists it
+peers = ["west"]                       # replicate only from these members (default:
+                                       # every other member of the network)
 ```
+
+Without a ``[federation]`` table the node runs alone. ``tls_key`` and
+``tls_certificate`` default to ``tls.key`` and ``tls.pem`` beside the
+configuration file; ``network`` and ``listen`` are required.
 
 Relative paths (the key file, an SQLite database file) are relative to the
 directory of the configuration file, or to the working directory for the
@@ -27,6 +39,9 @@ defaults, which keep everything under ``var/``.
 Every key is checked when the file is read, and a bad one is refused with a
 :class:`ConfigError` naming the file, the key and the reason, so that a typo
 never silently falls back to a default or surfaces later as a stack trace.
+Whether the network file agrees with this configuration (the origin is a
+member, the certificate is the member's) is checked when the network file is
+read, by :func:`exchange.network.load_federation`.
 """
 
 from __future__ import annotations
@@ -70,19 +85,38 @@ KEYS = frozenset(
         "shutdown_grace_seconds",
     }
 )
+FEDERATION_KEYS = frozenset({"network", "listen", "tls_key", "tls_certificate", "peers"})
 _OFF = ("", "off")
+# Key name of an exchange operator's key (roles are signed "operator:<origin>").
+# Here rather than only in exchange.server, so that exchange.network can name
+# the key files it creates without importing the server, which is to import it.
+OPERATOR_KEY_NAME = "operator"
 
 
 class ConfigError(Exception):
     """The configuration is missing, malformed or inconsistent.
 
-    ``key`` names the offending ``[node]`` key when one is to blame.
+    ``key`` names the offending key when one is to blame: a ``[node]`` key as
+    it is (``listen``), any other qualified by its table (``federation.listen``,
+    or ``exchange[1].vkey`` in a network file).
     """
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         """Describe the problem; ``message`` already says where."""
         super().__init__(message)
         self.key = key
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """The ``[federation]`` table: how this node takes part in a network."""
+
+    network: Path  # the network file
+    listen: str  # the federation endpoint (mutual TLS), host:port; port 0 picks one
+    tls_key: Path
+    tls_certificate: Path
+    # The members this node replicates from; None: every other member.
+    peers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,8 @@ class NodeConfig:
     log_format: str = "auto"
     log_level: str = "INFO"
     shutdown_grace_seconds: float = DEFAULT_GRACE_S
+    # None: the node belongs to no network.
+    federation: FederationConfig | None = None
 
     def operator_key_file(self) -> Path:
         """Where this exchange operator's key is."""
@@ -174,14 +210,16 @@ def _check_database(url: str) -> None:
 
 
 class _Table:
-    """The ``[node]`` table of one file: typed reads that name the key on failure."""
+    """One table of one file: typed reads that name the key on failure."""
 
-    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
+    def __init__(self, path: Path, raw: dict[str, Any], section: str = "node") -> None:
         self.path = path
         self.raw = raw
+        self.section = section
 
     def error(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(f"{self.path}: [node] {key}: {reason}", key=key)
+        qualified = key if self.section == "node" else f"{self.section}.{key}"
+        return ConfigError(f"{self.path}: [{self.section}] {key}: {reason}", key=qualified)
 
     def string(self, key: str) -> str:
         value = self.raw[key]
@@ -231,6 +269,51 @@ class _Table:
         return value
 
 
+def _federation(path: Path, raw: object, node_listen: str) -> FederationConfig:
+    """Read the ``[federation]`` table of the file at ``path``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: federation must be a table, [federation]")
+    unknown = set(raw) - FEDERATION_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown [federation] keys {sorted(unknown)}; "
+            f"known: {sorted(FEDERATION_KEYS)}",
+            key=f"federation.{sorted(unknown)[0]}",
+        )
+    table = _Table(path, raw, "federation")
+    for key in ("network", "listen"):
+        if key not in raw:
+            raise table.error(key, "is required")
+    listen = table.address("listen")
+    _, port = parse_address(listen)
+    if port != 0 and listen == node_listen:
+        raise table.error("listen", f"{listen} is also the client API's [node] listen")
+    peers: tuple[str, ...] | None = None
+    if "peers" in raw:
+        names = raw["peers"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise table.error("peers", "must be a list of member names")
+        for name in names:
+            try:
+                check_key_name(name)
+            except KeyFormatError as e:
+                raise table.error("peers", str(e)) from e
+        if len(set(names)) != len(names):
+            raise table.error("peers", "names a member twice")
+        peers = tuple(names)
+    return FederationConfig(
+        network=table.path_value("network"),
+        listen=listen,
+        tls_key=table.path_value("tls_key") if "tls_key" in raw else path.parent / "tls.key",
+        tls_certificate=(
+            table.path_value("tls_certificate")
+            if "tls_certificate" in raw
+            else path.parent / "tls.pem"
+        ),
+        peers=peers,
+    )
+
+
 def load_config(path: Path | None) -> NodeConfig:
     """Read ``path``, or return the defaults if it is None.
 
@@ -243,10 +326,13 @@ def load_config(path: Path | None) -> NodeConfig:
             raw: dict[str, Any] = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from e
-    unknown_sections = set(raw) - {"node"}
+    unknown_sections = set(raw) - {"node", "federation"}
     node = raw.get("node", {})
     if unknown_sections or not isinstance(node, dict):
-        raise ConfigError(f"{path}: expected only a [node] table, found {sorted(raw)}")
+        raise ConfigError(
+            f"{path}: expected a [node] table and an optional [federation] table, "
+            f"found {sorted(raw)}"
+        )
     unknown = set(node) - KEYS
     if unknown:
         # A misspelt key would otherwise silently fall back to a default.
@@ -292,4 +378,7 @@ def load_config(path: Path | None) -> NodeConfig:
     if "shutdown_grace_seconds" in node:
         grace = table.seconds("shutdown_grace_seconds")
         config = replace(config, shutdown_grace_seconds=grace)
+    if "federation" in raw:
+        federation = _federation(path, raw["federation"], config.listen)
+        config = replace(config, federation=federation)
     return config

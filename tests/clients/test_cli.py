@@ -260,3 +260,64 @@ def test_node_refuses_a_bad_config_naming_the_key_and_the_reason(
     assert "metrics_listen" in err
     assert "not host:port" in err
     assert not (tmp_path / "kaifang.db").exists()  # refused before anything was created
+
+
+def test_network_init_creates_a_network_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exchange.config import load_config
+    from exchange.network import load_federation, load_network
+
+    directory = tmp_path / "net"
+    code, out, err = run(
+        capsys,
+        "network",
+        "init",
+        str(directory),
+        "east",
+        "west",
+        "--base-port",
+        "9100",
+        "--name",
+        "demo",
+    )
+    assert (code, err) == (0, "")
+    network = load_network(directory / "network.toml")
+    assert network.name == "demo"
+    assert [m.name for m in network.members] == ["east", "west"]
+    assert "clients 127.0.0.1:9100, federation 127.0.0.1:9101" in out
+    assert "clients 127.0.0.1:9102, federation 127.0.0.1:9103" in out
+    assert str(directory / "network.toml") in out
+    for name in ("east", "west"):
+        assert os.stat(directory / name / "tls.key").st_mode & 0o777 == 0o600
+        assert load_federation(load_config(directory / name / "kaifang.toml")) is not None
+
+
+def test_network_init_twice_into_one_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "net"
+    assert run(capsys, "network", "init", str(directory), "east")[0] == 0
+    network_file = (directory / "network.toml").read_bytes()
+    code, out, err = run(capsys, "network", "init", str(directory), "east")
+    assert code == 1
+    assert out == ""
+    assert err.startswith("kaifang: error: ")
+    assert "already exists" in err
+    assert err.count("\n") == 1  # one sentence, no traceback
+    assert (directory / "network.toml").read_bytes() == network_file
+
+
+def test_network_init_refuses_a_name_that_is_no_dns_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "network", "init", str(tmp_path / "net"), "under_score")
+    assert code == 1
+    assert "not a member name" in err
+    assert not (tmp_path / "net").exists()
+
+
+def test_network_needs_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["network"])
+    assert exited.value.code == 2
