@@ -12,6 +12,9 @@ Every exception the exchange raises on purpose derives from
     ├── ViewOrderError              a log entry was applied to the views out of order
     ├── NotFoundError               a query names a patent, party or offer not known here
     ├── NotHomeError                the subject's home is another exchange
+    ├── ForwardedError              the home refused a forwarded statement (its status, verbatim)
+    ├── HomeUnavailableError        the home could not be reached (retry later)
+    ├── WitnessRefusedError         a checkpoint was not cosigned (stale old size, a fork, …)
     └── StoppingError               the node is stopping (retry elsewhere or later)
 
 Each carries the offending field (a protobuf field path) and a reason, so
@@ -20,6 +23,8 @@ field violation naming it.
 """
 
 from __future__ import annotations
+
+from google.rpc import status_pb2
 
 
 class ExchangeError(Exception):
@@ -95,6 +100,44 @@ class NotHomeError(ExchangeError):
         super().__init__(f"{subject} has its home at {home}; submit it there")
         self.home = home
         self.subject = subject
+
+
+class ForwardedError(ExchangeError):
+    """The home exchange refused a statement forwarded to it.
+
+    ``status`` is the ``google.rpc.Status`` the home answered, which the
+    client gets unchanged: the home's judgement, not this node's.
+    """
+
+    def __init__(self, home: str, status: status_pb2.Status) -> None:
+        """Carry the home's refusal."""
+        super().__init__(f"{home} refused the statement: {status.message}")
+        self.home = home
+        self.status = status
+
+
+class HomeUnavailableError(ExchangeError):
+    """The subject's home could not be reached; nothing was sequenced (UNAVAILABLE)."""
+
+    def __init__(self, home: str, reason: str, retry_after_s: float) -> None:
+        """Name the home and how long to wait before retrying."""
+        super().__init__(f"the home exchange {home} is unreachable ({reason}); retry later")
+        self.home = home
+        self.retry_after_s = retry_after_s
+
+
+class WitnessRefusedError(ExchangeError):
+    """A witness refused to cosign a checkpoint (FAILED_PRECONDITION).
+
+    ``code`` is ``OLD_SIZE_MISMATCH`` (``witnessed_size`` says what the
+    witness holds), ``FORK_DETECTED`` or ``INCONSISTENT`` (evidence kept).
+    """
+
+    def __init__(self, code: str, message: str, witnessed_size: int) -> None:
+        """Describe the refusal."""
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.witnessed_size = witnessed_size
 
 
 class StoppingError(ExchangeError):

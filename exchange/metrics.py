@@ -32,3 +32,21 @@ LEDGER_SIZE = Gauge(
     "Entries in a log as of its latest signed checkpoint, by log origin.",
     ["origin"],
 )
+REPLICATED = Counter(
+    "kaifang_replicated_entries_total",
+    "Entries of other exchanges' logs replicated into this node, verified against "
+    "their signed checkpoints, by log origin.",
+    ["origin"],
+)
+REPLICATION_REFUSED = Counter(
+    "kaifang_replication_refused_total",
+    "Batches of entries refused because their checkpoint or proof did not verify "
+    "(an altering, dropping or reordering relay), by log origin and serving peer.",
+    ["origin", "peer"],
+)
+FORK_EVIDENCE = Counter(
+    "kaifang_fork_evidence_total",
+    "Pieces of fork evidence found: two checkpoints signed by one origin that cannot "
+    "both be true. Alert on any increase: the origin has stopped being applied.",
+    ["origin"],
+)

@@ -40,10 +40,10 @@ from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, select
 
 from exchange import metrics
-from exchange.admission import admit, run_signature_checks, signature_checks
+from exchange.admission import admit, run_signature_checks, signature_checks, subject_of
 from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
 from exchange.models import ViewCursor
-from exchange.statements import statement_id
+from exchange.statements import parse_statement, statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
 from exchange.viewstore import MemoryViewStore, SqlViewStore, analyze_views
 from kaifang.exchange.v1 import statements_pb2 as pb
@@ -330,7 +330,13 @@ class Exchange:
         found = world.placed(sid)
         if found is not None:
             return _Placed(sid, found[0], found[1], duplicate=True)
-        admitted = admit(signed, world, now)
+        try:
+            admitted = admit(signed, world, now)
+        except ExchangeError:
+            # These views may lag the home's (replication is asynchronous):
+            # the home, not this node, judges statements about its subjects.
+            self._refer_home(signed, world)
+            raise
         home = world.home(admitted.patent, admitted.party)
         if home is not None and home != self.origin:
             raise NotHomeError(home, admitted.patent or admitted.party or "?")
@@ -349,9 +355,23 @@ class Exchange:
         metrics.ADMISSIONS.labels(admitted.kind, "admitted").inc()
         return _Placed(sid, self.origin, index, duplicate=False, entry=entry)
 
+    def _refer_home(self, signed: pb.SignedStatement, world: DbWorld) -> None:
+        """Raise :class:`NotHomeError` if a refused statement's subject has its home elsewhere."""
+        try:
+            statement = parse_statement(signed.statement)
+            patent, party = subject_of(statement, world)
+        except ExchangeError:
+            return
+        home = world.home(patent, party)
+        if home is not None and home != self.origin:
+            raise NotHomeError(home, patent or party or "?")
+
     async def catch_up(self) -> int:
-        """Apply the entries of the node's own log that the views have not seen; count them."""
-        applied = await apply_log(self.db, self.store)
+        """Apply the entries of every log held here that the views have not seen; count them."""
+        origins = await self.db.read(lambda c: list(c.execute(select(Log.origin)).scalars()))
+        applied = 0
+        for origin in sorted(origins):
+            applied += await apply_log(self.db, await self.log(origin))
         # Statistics for the query planner, which the views outgrow as they grow.
         await self.db.write(analyze_views)
         if applied:
@@ -360,18 +380,21 @@ class Exchange:
 
 
 async def apply_log(db: Database, store: LogStore, *, chunk: int = APPLY_CHUNK) -> int:
-    """Apply ``store``'s signed entries that the views have not seen, in order; count them.
+    """Apply ``store``'s entries that the views have not seen, in order; count them.
 
     Entries are applied ``chunk`` per transaction, each transaction moving the
     origin's cursor with them, so that an interrupted run resumes where it
     stopped and memory stays bounded whatever the log's size.
     """
-    size = (await store.latest_checkpoint()).size
+    # Every stored entry was verified when written (sequenced here, or
+    # replicated against its origin's signature), even one beyond the latest
+    # checkpoint a replica holds.
+    size = await store.size()
     query = select(ViewCursor.next_index).where(ViewCursor.origin == store.origin)
     start = await db.read(lambda c: c.execute(query).scalar_one_or_none()) or 0
     applied = skipped = 0
     async for rows in store.entries(start, size, batch=chunk):
-        skipped += await db.write(functools.partial(_apply_rows, store.origin, rows))
+        skipped += await db.write(functools.partial(apply_rows, store.origin, rows))
         applied += len(rows)
     _warn_skipped(store.origin, skipped)
     return applied
@@ -380,12 +403,13 @@ async def apply_log(db: Database, store: LogStore, *, chunk: int = APPLY_CHUNK) 
 def _warn_skipped(origin: str, skipped: int) -> None:
     if skipped:
         log.warning(
-            "%d entries of %s are not statements; the views skip them", skipped, origin,
+            "%d entries of %s are not statements, or are about a subject whose home is another "
+            "log; the views skip them", skipped, origin,
             extra={"origin": origin, "skipped": skipped},
         )  # fmt: skip
 
 
-def _apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection) -> int:
+def apply_rows(origin: str, rows: Sequence[tuple[int, bytes]], conn: Connection) -> int:
     """Apply ``rows``; return how many were not statements (skipped)."""
     store = SqlViewStore(conn)
     skipped = sum(not apply_entry(store, origin, index, data) for index, data in rows)
@@ -407,7 +431,7 @@ async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
     applied = 0
     for origin in sorted(origins):
         store = await LogStore.open(db, origin)
-        size = (await store.latest_checkpoint()).size
+        size = await store.size()
         skipped = 0
         async for rows in store.entries(0, size, batch=chunk):
             for index, data in rows:

@@ -37,15 +37,19 @@ from prometheus_client import start_http_server
 
 from exchange.config import ConfigError, NodeConfig, parse_address
 from exchange.errors import ExchangeError
+from exchange.federation import Federation
+from exchange.federation_service import FederationService, add_federation_service
 from exchange.metrics import LEDGER_SIZE
+from exchange.network import load_federation, server_credentials
 from exchange.node import Exchange
 from exchange.rules import REGISTER
 from exchange.sample import Sample, sample_statements
 from exchange.service import ExchangeService, add_exchange_service
 from kaifang.exchange.v1 import exchange_pb2
+from kaifang.federation.v1 import federation_pb2
 from kaifang.ledger.v1 import ledger_pb2
 from ledger.db import Database
-from ledger.keys import load_or_create_key_file
+from ledger.keys import load_or_create_key_file, load_or_create_witness_key_file
 from ledger.note import Signer
 from ledger.service import LedgerService, add_ledger_service
 from ledger.store import LogStore, Sequencer
@@ -68,6 +72,9 @@ class RunningNode:
     exchange: Exchange
     # The bound port of the metrics endpoint; None when metrics are off.
     metrics_port: int | None = None
+    # The federation, and its bound (mutual TLS) port, of a node in a network.
+    federation: Federation | None = None
+    peer_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,19 +168,33 @@ async def start_node(
         # The operator's key grants roles; the register key checks the patent
         # feed. A local node creates both (a network file will name them).
         operator = load_or_create_key_file(config.operator_key_file(), OPERATOR_KEY_NAME)
+        membership = load_federation(config)
         register: Signer | None = None
         register_key = config.register_public_key
+        operator_keys = {config.origin: operator.public_key}
+        if membership is not None:
+            # In a network, the network file names the register authority and
+            # every exchange's operator.
+            register_key = register_key or membership[0].register_public_key
+            operator_keys = membership[0].operator_keys()
         if register_key is None:
             register = load_or_create_key_file(config.register_key_file(), REGISTER)
             register_key = register.public_key
         sequencer = Sequencer(store, signer)
         exchange = Exchange(
-            db,
-            store,
-            sequencer,
-            register_key=register_key,
-            operator_keys={config.origin: operator.public_key},
+            db, store, sequencer, register_key=register_key, operator_keys=operator_keys
         )
+        federation: Federation | None = None
+        if membership is not None and config.federation is not None:
+            network, identity = membership
+            witness = load_or_create_witness_key_file(
+                config.log_key.with_name("witness.key"), config.origin
+            )
+            federation = Federation(
+                exchange, network, identity, witness, peers=config.federation.peers
+            )
+            exchange.router = federation.route
+            await federation.start_replicas()
         await exchange.catch_up()
         if sample is not None:
             if register is None:
@@ -184,14 +205,26 @@ async def start_node(
                 )
             await load_sample(exchange, register, sample)
         add_exchange_service(ExchangeService(exchange), server)
+        peer_port: int | None = None
+        if federation is not None and config.federation is not None:
+            add_federation_service(FederationService(federation), server)
+            credentials = server_credentials(*membership)  # type: ignore[misc]
+            try:
+                peer_port = server.add_secure_port(config.federation.listen, credentials)
+            except RuntimeError as e:
+                raise ConfigError(
+                    f"[federation] listen: cannot listen on {config.federation.listen}: {e}",
+                    key="federation.listen",
+                ) from e
         # grpc-stubs does not know the asyncio health servicer.
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         ledger_name = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
         exchange_name = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
-        reflection.enable_server_reflection(
-            [ledger_name, exchange_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-        )
+        names = [ledger_name, exchange_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if federation is not None:
+            names.append(federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name)
+        reflection.enable_server_reflection(names, server)
         try:
             port = server.add_insecure_port(config.listen)
         except RuntimeError as e:
@@ -200,12 +233,15 @@ async def start_node(
         if config.metrics_listen is not None:
             metrics = start_metrics(config.metrics_listen)
         await server.start()
+        if federation is not None:
+            await federation.start()
         for name in ("", ledger_name, exchange_name):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         try:
             yield RunningNode(
-                port, store, signer, server, exchange, metrics.port if metrics else None
-            )
+                port, store, signer, server, exchange, metrics.port if metrics else None,
+                federation, peer_port,
+            )  # fmt: skip
         finally:
             grace = config.shutdown_grace_seconds
             log.info("stopping", extra={"grace_seconds": grace})
@@ -213,6 +249,8 @@ async def start_node(
             # Watch streams never end by themselves: end them first, so that
             # the grace period is left to the calls that do.
             await exchange.stop_watches()
+            if federation is not None:
+                await federation.stop()
             await server.stop(grace)
             await exchange.close()
             await sequencer.close()

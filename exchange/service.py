@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from exchange import queries
 from exchange.errors import (
     ExchangeError,
+    ForwardedError,
+    HomeUnavailableError,
     InvalidFieldError,
     NotFoundError,
     NotHomeError,
@@ -30,6 +33,7 @@ from exchange.errors import (
     SignerError,
     StoppingError,
     ViewOrderError,
+    WitnessRefusedError,
 )
 from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
 from kaifang.exchange.v1 import exchange_pb2
@@ -51,6 +55,8 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
     SignerError: (grpc.StatusCode.PERMISSION_DENIED, "SIGNATURE_MISSING"),
     RuleViolationError: (grpc.StatusCode.FAILED_PRECONDITION, "RULE_VIOLATION"),
     NotHomeError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_HOME"),
+    HomeUnavailableError: (grpc.StatusCode.UNAVAILABLE, "HOME_UNAVAILABLE"),
+    WitnessRefusedError: (grpc.StatusCode.FAILED_PRECONDITION, "WITNESS_REFUSED"),
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
     StoppingError: (grpc.StatusCode.UNAVAILABLE, "NODE_STOPPING"),
     ViewOrderError: (grpc.StatusCode.INTERNAL, "VIEWS_OUT_OF_ORDER"),
@@ -60,6 +66,8 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
 
 def status_for(error: ExchangeError) -> status_pb2.Status:
     """Return the ``google.rpc.Status`` for an exchange error."""
+    if isinstance(error, ForwardedError):
+        return error.status
     code, reason = next(STATUS_OF[t] for t in type(error).__mro__ if t in STATUS_OF)
     metadata: dict[str, str] = {}
     extra: list[Message] = []
@@ -75,6 +83,14 @@ def status_for(error: ExchangeError) -> status_pb2.Status:
         metadata = {"field": error.field}
     elif isinstance(error, NotHomeError):
         metadata = {"home": error.home}
+    elif isinstance(error, HomeUnavailableError):
+        metadata = {"home": error.home}
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(round(error.retry_after_s * 1000))
+        extra.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    elif isinstance(error, WitnessRefusedError):
+        reason = error.code
+        metadata = {"witnessed_size": str(error.witnessed_size)}
     return build_status(ERROR_DOMAIN, code, reason, str(error), extra, metadata)
 
 

@@ -108,7 +108,8 @@ def apply_entry(
     Returns False, having only moved the cursor, for an entry that is not a
     ``LogEntry`` carrying a statement (e.g. appended with the general
     ``kaifang ledger append``): the views have nothing to take from it, and
-    the node must still serve its log. Raises :class:`ViewOrderError` if
+    the node must still serve its log; and for a statement about a subject
+    whose home is another origin. Raises :class:`ViewOrderError` if
     ``index`` is not the next one for ``origin``.
     """
     expected = store.cursor(origin)
@@ -130,6 +131,14 @@ def apply_entry(
     assert kind is not None
     today = _legal_day(sequenced_at)
     patent, party = subject_of(statement, store)
+    home = store.home(patent, party)
+    if home is not None and home != origin:
+        # Only the home sequences statements about a subject; two exchanges
+        # can still both record a new patent (or party) before either has
+        # replicated the other's entry. The first applied here stays the
+        # home, and the other log's statements about it are not applied.
+        store.set_cursor(origin, index + 1)
+        return False
     before = after = None
     if kind in PATENT_KINDS and patent is not None:
         before = store.patent(patent)

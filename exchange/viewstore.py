@@ -215,6 +215,9 @@ class ViewStore(Protocol):
     def party_region(self, party_id: str) -> str | None:
         """A party's region, or None if unregistered."""
 
+    def home(self, patent: str | None, party: str | None) -> str | None:
+        """The origin whose log is the home of a patent (or else a party), if known."""
+
     def put_patent(self, row: Row, state: PatentState) -> None:
         """Insert a patent (``row`` has every column but ``state``)."""
 
@@ -586,6 +589,16 @@ class MemoryViewStore(_Subjects):
         """A party's region, or None if unregistered."""
         row = self.rows["parties"].get(party_id)
         return None if row is None else str(row["region"])
+
+    def home(self, patent: str | None, party: str | None) -> str | None:
+        """The origin whose log is the home of a patent (or else a party), if known."""
+        if patent is not None:
+            row = self.rows["patents"].get(patent)
+        elif party is not None:
+            row = self.rows["parties"].get(party)
+        else:
+            return None
+        return None if row is None else str(row["home"])
 
     def put_patent(self, row: Row, state: PatentState) -> None:
         """Insert a patent."""

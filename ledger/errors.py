@@ -25,6 +25,7 @@ these. The tree::
         ├── EntryNotFoundError      no entry has the requested leaf hash
         ├── UnknownLogError         the database holds no log with the requested origin
         ├── KeyMismatchError        a signing key is not the key the log was created with
+        ├── ReplicaGapError         a replicated batch does not start where the replica ends
         └── FsckError               stored data disagrees with what it should be
 """
 
@@ -115,6 +116,15 @@ class UnknownLogError(StoreError):
 
 class KeyMismatchError(StoreError):
     """A signing key is not the key recorded for the log it would sign for."""
+
+
+class ReplicaGapError(StoreError):
+    """A replicated batch does not start at the replica's size (``size`` says where it ends)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        """Say where the replica ends."""
+        super().__init__(message)
+        self.size = size
 
 
 class FsckError(StoreError):

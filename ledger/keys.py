@@ -1,7 +1,9 @@
 """Log key files: created private (mode 0600), refused when others can read them.
 
 A key file holds one C2SP signer key string (``PRIVATE+KEY+name+keyid+…``).
-The key's name is the log's origin, as C2SP tlog-checkpoint requires.
+The key's name is the log's origin, as C2SP tlog-checkpoint requires. A
+witness's cosigning key (type 0x04) is kept the same way
+(:func:`load_or_create_witness_key_file`).
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TypeVar
 
+from ledger.cosignature import CosignatureSigner
 from ledger.errors import KeyFileError, NoteError
-from ledger.note import Signer
+from ledger.note import Signer, _Ed25519SignerBase
+
+S = TypeVar("S", bound=_Ed25519SignerBase)
 
 
 def create_key_file(path: Path, name: str) -> Signer:
@@ -19,7 +25,11 @@ def create_key_file(path: Path, name: str) -> Signer:
 
     Raises :class:`KeyFileError` if the file already exists.
     """
-    signer = Signer.generate(name)
+    return _create(path, name, Signer)
+
+
+def _create(path: Path, name: str, kind: type[S]) -> S:
+    signer = kind.generate(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # O_EXCL: never overwrite a key; 0o600 from the start, not chmod after.
@@ -39,6 +49,10 @@ def load_key_file(path: Path) -> Signer:
     Raises :class:`KeyFileError` if the file is missing, readable or writable
     by group or others, or does not hold a valid signer key.
     """
+    return _load(path, Signer)
+
+
+def _load(path: Path, kind: type[S]) -> S:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as e:
@@ -49,7 +63,7 @@ def load_key_file(path: Path) -> Signer:
             "make it 0600 or 0400"
         )
     try:
-        return Signer.from_signer_key(path.read_text(encoding="ascii").strip())
+        return kind.from_signer_key(path.read_text(encoding="ascii").strip())
     except (NoteError, UnicodeDecodeError) as e:
         # Say which file, never what it contains.
         raise KeyFileError(f"{path} does not hold a valid signer key") from e
@@ -60,11 +74,20 @@ def load_or_create_key_file(path: Path, name: str) -> Signer:
 
     Raises :class:`KeyFileError` if an existing key has another name.
     """
+    return _load_or_create(path, name, Signer)
+
+
+def load_or_create_witness_key_file(path: Path, name: str) -> CosignatureSigner:
+    """As :func:`load_or_create_key_file`, for a witness's cosigning key."""
+    return _load_or_create(path, name, CosignatureSigner)
+
+
+def _load_or_create(path: Path, name: str, kind: type[S]) -> S:
     try:
-        signer = create_key_file(path, name)
+        signer = _create(path, name, kind)
     except KeyFileError:
         # It exists (perhaps another process created it a moment ago): use it.
-        signer = load_key_file(path)
+        signer = _load(path, kind)
     if signer.name != name:
         raise KeyFileError(f"{path} holds a key for {signer.name!r}, not {name!r}")
     return signer

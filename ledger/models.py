@@ -91,3 +91,52 @@ class Checkpoint(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Witnessed(Base):
+    """Witnessing state: per origin, the latest checkpoint this node cosigned.
+
+    C2SP tlog-witness semantics: a new checkpoint is cosigned only if it grows
+    consistently from this one, and the row is replaced in the same
+    transaction that decides so (compare and swap on ``size``).
+    """
+
+    __tablename__ = "witnessed"
+
+    origin: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The checkpoint as the origin signed it (C2SP signed note).
+    note: Mapped[str] = mapped_column(Text)
+    cosigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Cosignature(Base):
+    """A witness's cosignature of one of this node's checkpoints."""
+
+    __tablename__ = "cosignatures"
+
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The witness's cosigner verifier key (name+keyid+base64).
+    witness: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # The C2SP tlog-cosignature line, newline included.
+    line: Mapped[str] = mapped_column(Text)
+
+
+class ForkEvidence(Base):
+    """Two checkpoints signed by one origin that cannot both be true."""
+
+    __tablename__ = "fork_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    origin: Mapped[str] = mapped_column(String(255), index=True)
+    # SAME_SIZE_DIFFERENT_ROOT or INCONSISTENT.
+    kind: Mapped[str] = mapped_column(String(40))
+    checkpoint_a: Mapped[str] = mapped_column(Text)
+    checkpoint_b: Mapped[str] = mapped_column(Text)
+    # For INCONSISTENT: the concatenated 32-byte hashes of the failed proof.
+    proof: Mapped[bytes] = mapped_column(LargeBinary)
+    # The peer the conflicting checkpoint came from.
+    source: Mapped[str] = mapped_column(String(255))
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

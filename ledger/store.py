@@ -47,6 +47,7 @@ from ledger.errors import (
     IndexOutOfRangeError,
     KeyMismatchError,
     LedgerError,
+    ReplicaGapError,
     SizeNotSignedError,
     UnknownLogError,
 )
@@ -60,6 +61,7 @@ from ledger.merkle import (
     leaf_hash,
     node_home,
     subtrees,
+    verify_consistency,
     verify_inclusion,
 )
 from ledger.models import Checkpoint as CheckpointRow
@@ -339,6 +341,78 @@ class LogStore:
         self._rows.put_many({row[1]: row[2] + row[3] for row in written})
         return result, checkpoint
 
+    async def replicate(
+        self,
+        start: int,
+        datas: Sequence[bytes],
+        checkpoint: Checkpoint,
+        note: str,
+        proof: Sequence[bytes],
+        work: Callable[[Connection, list[tuple[int, bytes]]], T],
+    ) -> T:
+        """Append ``datas`` at ``start`` to this replica if the origin's checkpoint proves them.
+
+        ``checkpoint`` (parsed from ``note``, whose signature the caller has
+        verified) is at a size N at least ``start + len(datas)``; ``proof`` is
+        the consistency proof from that end to N. The entries are accepted
+        only if the root of the tree held up to ``start`` extended by them
+        is the root the origin signed (directly, or through the proof): an
+        altered, dropped or reordered entry fails, and nothing is written.
+        ``note`` is stored when N is the new size. ``work`` runs in the same
+        transaction with the new (index, entry) pairs, so state derived from
+        them commits with them or not at all.
+
+        Raises :class:`ReplicaGapError` if the replica does not end at
+        ``start``, :class:`~ledger.errors.ProofError` if the proof fails.
+        """
+        check_entry_sizes(datas)
+
+        def run(
+            conn: Connection,
+        ) -> tuple[T, CompactRange, list[_EntryRow], SignedCheckpoint | None]:
+            self._lock(conn)
+            size = self._size(conn)
+            if size != start:
+                raise ReplicaGapError(
+                    f"replica of {self.origin} holds {size} entries, not {start}",
+                    size,
+                )
+            border = self._load_border(conn, size)
+            rows: list[_EntryRow] = []
+            for index, data in enumerate(datas, start):
+                h = leaf_hash(data)
+                completed = border.append(h)
+                rows.append((self.log_id, index, h, b"".join(completed[1:]), data))
+            verify_consistency(
+                border.size, checkpoint.size, proof, border.root(), checkpoint.root_hash
+            )
+            if rows:
+                conn.exec_driver_sql(_INSERT_ENTRIES.format(self.db.placeholders(5)), rows)
+            stored = None
+            # The checkpoint is stored when it is at the new size and new
+            # (an empty batch brings the checkpoint of the size already held).
+            latest = self._latest(conn)
+            if checkpoint.size == border.size and (latest is None or latest.size < border.size):
+                values = {
+                    "log_id": self.log_id, "size": checkpoint.size,
+                    "root_hash": checkpoint.root_hash, "note": note, "signed_at": utc_now(),
+                }  # fmt: skip
+                _INSERT_CHECKPOINT.run(conn, values)
+                stored = SignedCheckpoint(checkpoint.size, checkpoint.root_hash, note)
+            result = work(conn, [(row[1], row[4]) for row in rows])
+            return result, border, rows, stored
+
+        result, border, rows, stored = await self.db.write(run)
+        self._border = border
+        if stored is not None:
+            self._checkpoints.put(stored.size, stored)
+        self._rows.put_many({row[1]: row[2] + row[3] for row in rows})
+        return result
+
+    async def size(self) -> int:
+        """The number of entries stored (for a replica, possibly beyond its latest checkpoint)."""
+        return await self.db.read(self._size)
+
     def _lock(self, conn: Connection) -> None:
         # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
         if not self.db.is_sqlite:
@@ -542,12 +616,14 @@ class LogStore:
         return int(index)
 
     async def consistency_proof(
-        self, old_size: int, new_size: int | None = None
+        self, old_size: int, new_size: int | None = None, *, old_signed: bool = True
     ) -> tuple[list[bytes], SignedCheckpoint]:
         """Return the consistency proof between two signed sizes, and the newer checkpoint.
 
-        ``old_size`` 0 needs no checkpoint. Raises :class:`SizeNotSignedError`
-        or :class:`IndexOutOfRangeError` (old size above the new one).
+        ``old_size`` 0 needs no checkpoint, nor does any ``old_size`` with
+        ``old_signed`` False (a replica proving a batch that ends between
+        signed sizes). Raises :class:`SizeNotSignedError` or
+        :class:`IndexOutOfRangeError` (old size above the new one).
         """
 
         def plan_for(new: SignedCheckpoint) -> ProofPlan:
@@ -556,7 +632,8 @@ class LogStore:
             return consistency_plan(old_size, new.size)
 
         known = self._checkpoints.get(new_size) if new_size is not None else None
-        if known is not None and (old_size == 0 or self._checkpoints.get(old_size) is not None):
+        old_known = old_size == 0 or not old_signed or self._checkpoints.get(old_size) is not None
+        if known is not None and old_known:
             plan = plan_for(known)
             hashes = self._cached_nodes(plan.nodes())
             if hashes is not None:
@@ -565,7 +642,7 @@ class LogStore:
         def work(conn: Connection) -> tuple[list[bytes], SignedCheckpoint]:
             new = self._resolve(conn, new_size)
             plan = plan_for(new)
-            if old_size != 0:
+            if old_size != 0 and old_signed:
                 self._signed(conn, old_size)
             hashes = self._fetch_nodes(conn, plan.nodes(), tree_size=new.size)
             return plan.assemble(hashes), new
