@@ -461,6 +461,16 @@ def channel_options(member: Member) -> list[tuple[str, str | int]]:
         ("grpc.ssl_target_name_override", member.name),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # A peer back from a restart or a partition is dialled again within
+        # seconds, not after gRPC's default backoff of up to two minutes.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        # A peer that stops answering (frozen, or its link cut) is noticed by
+        # keepalive pings, so that a follow stream from it fails over.
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
 
 

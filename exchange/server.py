@@ -162,6 +162,9 @@ async def start_node(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Peers ping every 10 s to detect a dead link (exchange.network).
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
         add_ledger_service(LedgerService(store), server)
