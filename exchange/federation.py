@@ -106,7 +106,7 @@ CALL_TIMEOUT_S = 5.0
 RETRY_AFTER_S = 1.0
 # After a peer served a batch that failed its proof, it is not asked for that
 # origin again for this long (seconds).
-PENALTY_S = 30.0
+PENALTY_S = 5.0
 SAME_SIZE = "SAME_SIZE_DIFFERENT_ROOT"
 INCONSISTENT = "INCONSISTENT"
 
@@ -400,7 +400,7 @@ class Federation:
 
         def read(conn: Connection) -> list[fed.ForkEvidence]:
             found = []
-            for (row,) in conn.execute(query):
+            for row in conn.execute(query):
                 proof = bytes(row.proof)
                 found.append(
                     fed.ForkEvidence(
