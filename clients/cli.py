@@ -5,10 +5,13 @@ to the current schema; ``kaifang ledger …`` are the operator's tools for a
 log: initialise, append, print checkpoints, receipts and proofs, export
 tiles, check integrity (fsck) and verify a receipt offline; ``kaifang
 network init`` creates a network of exchanges (CA, keys, certificates, node
-configurations and the network file).
+configurations and the network file) and ``kaifang network status`` shows
+every member's view of the network.
 
 Exit status: 0 on success, 1 when an operation or a verification fails
-(the reason on stderr), 2 for a usage error.
+(the reason on stderr), 2 for a usage error; ``network status`` also exits
+3 when the members disagree and 4 when one does not answer
+(:mod:`clients.netstatus`).
 """
 
 from __future__ import annotations
@@ -258,6 +261,21 @@ def cmd_network_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_network_status(args: argparse.Namespace) -> int:
+    import json
+
+    from clients.netstatus import collect, load, render_text
+
+    config = _config(args)
+    network, identity = load(config)
+    status = asyncio.run(collect(network, identity, asked_as=config.origin))
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        print(render_text(status), end="")
+    return status.exit_code
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from exchange.register import patents_to_csv
     from exchange.sample import generate
@@ -431,6 +449,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default="kaifang", help="the network's name (default kaifang)")
     p.set_defaults(func=cmd_network_init)
+    p = network_sub.add_parser(
+        "status",
+        help="ask every member for its heads: sizes, lag, witnesses, halts, convergence",
+        description=(
+            "Ask every member of the network, at once and over mutual TLS as the member FILE "
+            "configures, for its heads and fork evidence; print each node's network digest, "
+            "halted origins and evidence, each origin's size and lag on every node, the "
+            "witnesses of each origin's head, and whether the network has converged. "
+            "Exit status: 0 converged, 3 every member answered but the digests differ, "
+            "4 some member did not answer, 1 the configuration is unusable."
+        ),
+        epilog="example: kaifang network status --config var/net/east/kaifang.toml --json",
+    )
+    # Also accepted before the command (`kaifang --config FILE network status`).
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="a member's node configuration (its kaifang.toml, with a [federation] table)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the tables"
+    )
+    p.set_defaults(func=cmd_network_status)
 
     p = commands.add_parser("sample", help="print a reproducible synthetic patent CSV")
     p.add_argument("--seed", type=int, default=1)
