@@ -33,12 +33,22 @@ class _Servicer(fed_grpc.FederationServiceServicer):
         caller = peer_of(context.auth_context(), self.member.net.network).name
         return fed.GetHeadsResponse(node=self.member.name, heads=await self.member.heads(caller))
 
-    async def StreamEntries(  # type: ignore[override]
+    async def StreamEntries(
         self, request: fed.StreamEntriesRequest, context: Any
     ) -> AsyncIterator[fed.StreamEntriesResponse]:
         caller = peer_of(context.auth_context(), self.member.net.network).name
         async for batch in self.member.stream(caller, request):
             yield batch
+
+    # What a fake member is not asked in these tests, it does not do.
+    async def _unimplemented(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not played by this fake member")
+
+    GetInclusionProof = _unimplemented
+    GetConsistencyProof = _unimplemented
+    ForwardStatement = _unimplemented
+    AddCheckpoint = _unimplemented
+    ListForkEvidence = _unimplemented
 
 
 class FakeMember:
