@@ -311,7 +311,7 @@ class Federation:
 
     async def forward_in(self, signed: pb.SignedStatement) -> Submitted:
         """Sequence a statement a peer forwarded: this node must be its subject's home."""
-        return await self.exchange.submit(signed)
+        return await self.exchange.submit(signed, route=False)
 
     async def cosign(self, caller: Member, old_size: int, proof: Sequence[bytes], note: str) -> str:
         """Witness ``caller``'s checkpoint ``note``; return the cosignature line.

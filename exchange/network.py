@@ -21,6 +21,8 @@ A network is a set of exchanges that replicate each other's logs (DESIGN.md
     vkey = "east+1a2b3c4d+AbC…"            # its log's C2SP verifier key (ledger.note)
     operator_public_key = "9d0e…"          # its operator's Ed25519 public key (signs
                                            # role grants), 64 hex digits
+    witness_vkey = "east+5e6f7a8b+BCd…"    # its witness's cosigner verifier key (C2SP
+                                           # tlog-cosignature, type 0x04); optional
     certificate = \"\"\"
     -----BEGIN CERTIFICATE-----
     …
@@ -75,12 +77,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.config import OPERATOR_KEY_NAME, ConfigError, NodeConfig, parse_address
 from exchange.rules import REGISTER
+from ledger.cosignature import CosignatureVerifier
 from ledger.errors import KeyFileError, KeyFormatError
-from ledger.keys import create_key_file, load_key_file
+from ledger.keys import create_key_file, load_key_file, load_or_create_witness_key_file
 from ledger.note import Verifier, check_key_name
 
 NETWORK_FILE = "network.toml"
 NODE_CONFIG_FILE = "kaifang.toml"
+# A node's witness (cosigning) key, beside its log key.
+WITNESS_KEY_FILE = "witness.key"
 # The client API's limit (exchange.server), so that a batch one side sends the
 # other can receive.
 MAX_MESSAGE_BYTES = 4 << 20
@@ -92,8 +97,11 @@ _BACKDATE = dt.timedelta(minutes=5)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _TOP_KEYS = frozenset({"name", "register_public_key", "ca_certificate", "exchange"})
 _MEMBER_KEYS = frozenset(
-    {"name", "address", "client_address", "vkey", "operator_public_key", "certificate"}
-)
+    {
+        "name", "address", "client_address", "vkey", "operator_public_key", "certificate",
+        "witness_vkey",
+    }
+)  # fmt: skip
 # The auth context property gRPC fills with the PEM of the peer's certificate.
 _PEER_CERT_PROPERTY = "x509_pem_cert"
 
@@ -120,6 +128,8 @@ class Member:
     vkey: str  # C2SP verifier key of its log
     operator_public_key: bytes  # 32 raw bytes, Ed25519
     certificate: bytes  # PEM
+    # Its witness's cosigner verifier key (type 0x04); None if not published.
+    witness_vkey: str | None = None
 
     def fingerprint(self) -> bytes:
         """Return the SHA-256 of the certificate's DER encoding."""
@@ -313,6 +323,15 @@ def _member(path: Path, index: int, raw: object, ca: x509.Certificate) -> Member
         raise entry.error("vkey", f"is the key of {verifier.name!r}, not of {name!r}")
     certificate = entry.certificate("certificate")
     _check_certificate(entry, name, certificate, ca)
+    witness_vkey = None
+    if "witness_vkey" in raw:
+        witness_vkey = entry.string("witness_vkey")
+        try:
+            witness = CosignatureVerifier.from_vkey(witness_vkey)
+        except KeyFormatError as e:
+            raise entry.error("witness_vkey", str(e)) from e
+        if witness.name != name:
+            raise entry.error("witness_vkey", f"is the key of {witness.name!r}, not of {name!r}")
     return Member(
         name=name,
         address=entry.address("address"),
@@ -320,6 +339,7 @@ def _member(path: Path, index: int, raw: object, ca: x509.Certificate) -> Member
         vkey=vkey,
         operator_public_key=entry.public_key("operator_public_key"),
         certificate=certificate.public_bytes(serialization.Encoding.PEM),
+        witness_vkey=witness_vkey,
     )
 
 
@@ -751,7 +771,10 @@ def init_network(
     files = [network_file, directory / "ca" / "ca.key", directory / "ca" / "ca.pem"]
     files.append(directory / "register.key")
     for name in names:
-        files += [directory / name / f for f in ("tls.key", "tls.pem", "log.key", "operator.key")]
+        files += [
+            directory / name / f
+            for f in ("tls.key", "tls.pem", "log.key", "operator.key", WITNESS_KEY_FILE)
+        ]
         files.append(directory / name / NODE_CONFIG_FILE)
     for path in files:
         if path.exists():
@@ -782,6 +805,7 @@ def init_network(
         try:
             log = create_key_file(node_dir / "log.key", name)
             operator = create_key_file(node_dir / "operator.key", OPERATOR_KEY_NAME)
+            witness = load_or_create_witness_key_file(node_dir / WITNESS_KEY_FILE, name)
         except KeyFileError as e:
             raise ConfigError(str(e)) from e
         client = _host_port(host, base_port + 2 * i)
@@ -815,6 +839,7 @@ def init_network(
             f"client_address = {_toml_string(client)}",
             f"vkey = {_toml_string(log.verifier_key())}",
             f'operator_public_key = "{operator.public_key.hex()}"',
+            f"witness_vkey = {_toml_string(witness.verifier_key())}",
             f"certificate = {_toml_pem(certificate_pem)}",
         ]
     # Last: the file that marks the directory as a network is written only

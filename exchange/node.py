@@ -159,14 +159,21 @@ class Exchange:
         """Admission's view of the world on ``conn``."""
         return DbWorld(conn, self._register_key, self._operator_keys)
 
-    async def submit(self, signed: pb.SignedStatement) -> Submitted:
-        """Admit and sequence ``signed``; raise an :class:`ExchangeError` if it is refused."""
-        (outcome,) = await self.submit_many([signed])
+    async def submit(self, signed: pb.SignedStatement, *, route: bool = True) -> Submitted:
+        """Admit and sequence ``signed``; raise an :class:`ExchangeError` if it is refused.
+
+        ``route`` False refuses a statement whose home is elsewhere instead of
+        forwarding it: a statement forwarded here is never forwarded on, so
+        two nodes whose views disagree on a home cannot pass it back and forth.
+        """
+        (outcome,) = await self.submit_many([signed], route=route)
         if isinstance(outcome, ExchangeError):
             raise outcome
         return outcome
 
-    async def submit_many(self, signeds: Sequence[pb.SignedStatement]) -> list[Outcome]:
+    async def submit_many(
+        self, signeds: Sequence[pb.SignedStatement], *, route: bool = True
+    ) -> list[Outcome]:
         """Admit ``signeds`` in order; return each one's receipt or the error that refused it.
 
         The statements are sequenced in the order given (a later one sees what
@@ -184,7 +191,7 @@ class Exchange:
         )
         outcomes: list[Outcome] = []
         for signed, p in zip(signeds, placed, strict=True):
-            if isinstance(p, NotHomeError) and self.router is not None:
+            if isinstance(p, NotHomeError) and self.router is not None and route:
                 try:
                     outcomes.append(await self.router(p.home, signed))
                 except ExchangeError as e:

@@ -40,7 +40,7 @@ from exchange.errors import ExchangeError
 from exchange.federation import Federation
 from exchange.federation_service import FederationService, add_federation_service
 from exchange.metrics import LEDGER_SIZE
-from exchange.network import load_federation, server_credentials
+from exchange.network import WITNESS_KEY_FILE, load_federation, server_credentials
 from exchange.node import Exchange
 from exchange.rules import REGISTER
 from exchange.sample import Sample, sample_statements
@@ -191,8 +191,15 @@ async def start_node(
         if membership is not None and config.federation is not None:
             network, identity = membership
             witness = load_or_create_witness_key_file(
-                config.log_key.with_name("witness.key"), config.origin
+                config.log_key.with_name(WITNESS_KEY_FILE), config.origin
             )
+            listed = network.member(config.origin).witness_vkey
+            if listed is not None and listed != witness.verifier_key():
+                raise ConfigError(
+                    f"{config.log_key.with_name(WITNESS_KEY_FILE)} is not the witness key the "
+                    f"network file lists for {config.origin!r}",
+                    key="federation.network",
+                )
             federation = Federation(
                 exchange, network, identity, witness, peers=config.federation.peers
             )
