@@ -26,6 +26,7 @@ from kaifang.federation.v1 import federation_pb2 as fed
 from ledger.errors import LedgerError
 from ledger.merkle import HASH_SIZE
 from ledger.rpc import abort_with, build_status, register_service
+from ledger.service import MAX_INDEX
 from ledger.service import status_for as ledger_status_for
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ async def _abort(context: Any, error: Exception) -> None:
             "the node could not answer; see its log",
         )  # fmt: skip
     await abort_with(context, status)
+
+
+def _index(field: str, value: int) -> int:
+    """An index or size of a request, refused beyond what the database can store."""
+    if value > MAX_INDEX:
+        raise InvalidFieldError(field, f"{value} is beyond any log (at most {MAX_INDEX})")
+    return value
 
 
 def _check_hashes(field: str, hashes: Any) -> list[bytes]:
@@ -107,8 +115,9 @@ class FederationService:
                 "max_batch", f"{request.max_batch} entries; at most {MAX_STREAM_BATCH} per batch"
             )
         await self._log(request.origin)
+        start = _index("start", request.start)
         async for batch in self.federation.batches(
-            request.origin, request.start, follow=request.follow, max_batch=request.max_batch
+            request.origin, start, follow=request.follow, max_batch=request.max_batch
         ):
             yield batch
 
@@ -117,8 +126,8 @@ class FederationService:
     ) -> fed.GetInclusionProofResponse:
         self._caller(context)
         store = await self._log(request.origin)
-        size = request.tree_size if request.HasField("tree_size") else None
-        proof, checkpoint = await store.inclusion_proof(request.index, size)
+        size = _index("tree_size", request.tree_size) if request.HasField("tree_size") else None
+        proof, checkpoint = await store.inclusion_proof(_index("index", request.index), size)
         return fed.GetInclusionProofResponse(proof=proof, checkpoint=checkpoint.note)
 
     async def GetConsistencyProof(
@@ -126,8 +135,9 @@ class FederationService:
     ) -> fed.GetConsistencyProofResponse:
         self._caller(context)
         store = await self._log(request.origin)
-        new_size = request.new_size if request.HasField("new_size") else None
-        proof, checkpoint = await store.consistency_proof(request.old_size, new_size)
+        new_size = _index("new_size", request.new_size) if request.HasField("new_size") else None
+        old_size = _index("old_size", request.old_size)
+        proof, checkpoint = await store.consistency_proof(old_size, new_size)
         return fed.GetConsistencyProofResponse(proof=proof, checkpoint=checkpoint.note)
 
     async def ForwardStatement(
@@ -149,7 +159,8 @@ class FederationService:
         if not request.checkpoint:
             raise InvalidFieldError("checkpoint", "is required")
         proof = _check_hashes("consistency_proof", request.consistency_proof)
-        line = await self.federation.cosign(caller, request.old_size, proof, request.checkpoint)
+        old_size = _index("old_size", request.old_size)
+        line = await self.federation.cosign(caller, old_size, proof, request.checkpoint)
         return fed.AddCheckpointResponse(
             cosignature=line, witness_vkey=self.federation.witness.verifier_key()
         )
