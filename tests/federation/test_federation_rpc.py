@@ -30,6 +30,7 @@ from exchange.network import (
 )
 from exchange.sample import generate
 from exchange.server import RunningNode, start_node
+from kaifang.exchange.v1 import statements_pb2 as pb
 from kaifang.federation.v1 import federation_pb2 as fed
 from kaifang.federation.v1 import federation_pb2_grpc as fed_grpc
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -173,7 +174,7 @@ def _bad_requests(peer: Peer) -> list[tuple[str, Any, grpc.StatusCode, str]]:
          grpc.StatusCode.INVALID_ARGUMENT, "origin"),
         ("ForwardStatement", fed.ForwardStatementRequest(), grpc.StatusCode.INVALID_ARGUMENT,
          "signed"),
-        ("ForwardStatement", fed.ForwardStatementRequest(signed={"statement": b"\xff\x00junk"}),
+        ("ForwardStatement", fed.ForwardStatementRequest(signed=pb.SignedStatement(statement=b"\xff\x00junk")),
          grpc.StatusCode.INVALID_ARGUMENT, "statement"),
         ("AddCheckpoint", fed.AddCheckpointRequest(), grpc.StatusCode.INVALID_ARGUMENT,
          "checkpoint"),
