@@ -472,6 +472,11 @@ class Federation:
                 continue
             store = await self.exchange.log(origin)
             held = await store.size()
+            current = self._streams.get(origin)
+            if current is not None and peer == origin and current[0] != origin:
+                # Straight from the origin beats through a relay: one hop less.
+                current[1].cancel()
+                del self._streams[origin]
             if origin in self._streams or checkpoint.size < held:
                 continue
             if checkpoint.size == held and await _has_checkpoint(store, held):

@@ -48,6 +48,7 @@ from exchange.views import DbWorld, apply_entry, build_entry
 from exchange.viewstore import MemoryViewStore, SqlViewStore, analyze_views
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.db import Database
+from ledger.errors import LedgerError
 from ledger.models import Log
 from ledger.store import MAX_ENTRY_SIZE as MAX_ENTRY
 from ledger.store import Appender, LogStore, Sequencer
@@ -233,6 +234,13 @@ class Exchange:
         if placed.origin == self.origin:
             found = await self.store.receipt(placed.index, placed.size, entry=placed.entry)
             receipt = found.format()
+        else:
+            # A duplicate of a statement another exchange sequenced: its
+            # receipt from the replica, against the latest checkpoint held.
+            try:
+                receipt = (await (await self.log(placed.origin)).receipt(placed.index)).format()
+            except LedgerError:
+                log.warning("no receipt yet for entry %d of %s", placed.index, placed.origin)
         return Submitted(
             placed.statement_id, placed.origin, placed.index, receipt, placed.duplicate
         )
