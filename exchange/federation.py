@@ -95,6 +95,9 @@ log = logging.getLogger(__name__)
 # How often each peer's heads are polled: the bound on how long a stalled or
 # broken stream goes unnoticed, and how often forks are looked for.
 HEADS_INTERVAL_S = 1.0
+# A peer's fork evidence is read every this many polls of its heads (and at
+# once when one of its heads says it halted an origin).
+EVIDENCE_EVERY = 5
 # Least time between two rounds of asking the witnesses to cosign (seconds).
 COSIGN_INTERVAL_S = 0.5
 # Entries per streamed batch unless the caller asks for fewer.
@@ -146,6 +149,8 @@ class PeerState:
     error: str = ""
     # Origins whose batches from this peer failed their proof, until when.
     penalised: dict[str, float] = field(default_factory=dict)
+    # Polls since this peer's fork evidence was last read.
+    polls: int = 0
 
 
 class Federation:
@@ -458,6 +463,11 @@ class Federation:
         state.heads = {h.origin: h for h in response.heads}
         state.digest = response.network_digest
         state.seen_at = time.time()
+        state.polls += 1
+        if state.polls % EVIDENCE_EVERY == 1 or any(
+            h.halted and h.origin not in self.halted for h in response.heads
+        ):
+            await self._adopt_evidence(peer)
         for head in response.heads:
             origin = head.origin
             if origin == self.name or origin not in self.verifiers or origin in self.halted:
@@ -485,6 +495,38 @@ class Federation:
                 continue
             task = asyncio.create_task(self._follow(peer, origin), name=f"follow {origin}@{peer}")
             self._streams[origin] = (peer, task)
+
+    async def _adopt_evidence(self, peer: str) -> None:
+        """Take the peer's fork evidence of the same-size kind, which proves itself.
+
+        Two checkpoints of one size with different roots, both signed by the
+        origin, need no trust in whoever relays them: each is checked here,
+        and an origin so proven is halted on this node too, even if every
+        source showed it only one of the two histories.
+        """
+        found = await self._stub(peer).ListForkEvidence(
+            fed.ListForkEvidenceRequest(), timeout=CALL_TIMEOUT_S
+        )
+        for evidence in found.evidence:
+            origin = evidence.origin
+            if origin in self.halted or origin not in self.verifiers or evidence.kind != SAME_SIZE:
+                continue
+            try:
+                a = open_checkpoint(evidence.checkpoint_a, self.verifiers[origin])
+                b = open_checkpoint(evidence.checkpoint_b, self.verifiers[origin])
+            except LedgerError:
+                log.warning("peer %s holds fork evidence against %s that does not verify", peer,
+                            origin, extra={"peer": peer, "origin": origin})  # fmt: skip
+                continue
+            if a.size != b.size or hmac.compare_digest(a.root_hash, b.root_hash):
+                continue
+            row = insert(ForkEvidence).values(
+                origin=origin, kind=SAME_SIZE, checkpoint_a=evidence.checkpoint_a,
+                checkpoint_b=evidence.checkpoint_b, proof=b"", source=peer,
+                detected_at=self._clock(),
+            )  # fmt: skip
+            await self.db.write(functools.partial(_execute, row))
+            await self._halt(origin, SAME_SIZE, peer)
 
     async def _check_fork(
         self, origin: str, checkpoint: Checkpoint, note: str, source: str

@@ -4,6 +4,9 @@
   roots, showing one history to ``y`` and the other to ``z``. The honest
   nodes find out by comparing heads, keep both signed notes as evidence and
   stop applying ``r``; a witness that cosigned the first refuses the second.
+  Evidence of that kind proves itself, so it travels: a node that was only
+  ever shown one history (whichever peers it happened to replicate from)
+  learns of the fork from a peer's evidence and halts too.
 - A relay ``r`` between ``a`` and ``x`` (``x`` replicates only through it)
   alters an entry, drops one, or reorders two: ``x`` refuses every such
   batch and applies nothing, until the relay passes the entries on intact.
