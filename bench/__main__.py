@@ -6,11 +6,12 @@ Usage::
     python -m bench --quick         # small sizes: a smoke test of the suite
     python -m bench --only proofs   # one benchmark (repeatable)
     python -m bench --profile       # also write cProfile output to bench/out/
+    python -m bench --only federation --size federation_rate=200   # resize one figure
 
 Benchmarks (see each module): ``append`` (:mod:`bench.append`), ``pymerkle``
 (:mod:`bench.pymerkle_compare`), ``proofs`` (:mod:`bench.proofs`),
-``latency`` (:mod:`bench.latency`), ``admission`` (:mod:`bench.admission`)
-and ``views`` (:mod:`bench.views`).
+``latency`` (:mod:`bench.latency`), ``admission`` (:mod:`bench.admission`),
+``views`` (:mod:`bench.views`) and ``federation`` (:mod:`bench.federation`).
 Each runs in an event loop of its own, and an error in one is reported
 without stopping the others.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import io
 import json
 import pstats
@@ -34,7 +36,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import admission, append, latency, machine, proofs, pymerkle_compare, views
+from bench import (
+    admission,
+    append,
+    federation,
+    latency,
+    machine,
+    proofs,
+    pymerkle_compare,
+    views,
+)
 from bench.common import Context, Figure, Outcome, Sizes, format_number
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -45,6 +56,7 @@ BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "latency": latency.run,
     "admission": admission.run,
     "views": views.run,
+    "federation": federation.run,
 }
 
 
@@ -65,6 +77,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=6962, help="seed of data and requests")
     parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the sizes (bench.common.Sizes), after --quick (repeatable)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run each benchmark under cProfile; write OUT/NAME.prof and OUT/NAME.profile.txt "
@@ -76,7 +95,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=BENCH_DIR / "out", help="where to write plots and samples"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = apply_sizes(Sizes.quick() if args.quick else Sizes(), args.size)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def apply_sizes(sizes: Sizes, overrides: Sequence[str]) -> Sizes:
+    """``sizes`` with each ``NAME=VALUE`` of ``overrides`` set, the value of the field's type.
+
+    Raises ``ValueError`` for an unknown name or a value of the wrong type.
+    """
+    changes: dict[str, Any] = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(sizes)}:
+            raise ValueError(f"--size {override!r}: not NAME=VALUE with NAME one of the sizes")
+        kind = type(getattr(sizes, key))
+        try:
+            changes[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--size {override!r}: not a {kind.__name__}") from None
+    return dataclasses.replace(sizes, **changes)
 
 
 def _value(figure: Figure) -> str:
@@ -147,7 +189,7 @@ def save_profile(profiler: cProfile.Profile, out_dir: Path, name: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected benchmarks; print the table; write the report; return the exit status."""
     args = parse_args(argv)
-    sizes = Sizes.quick() if args.quick else Sizes()
+    sizes: Sizes = args.sizes
     ctx = Context(sizes=sizes, seed=args.seed, out_dir=args.out, quick=args.quick)
     selected = args.only or list(BENCHMARKS)
     started = datetime.now(UTC)

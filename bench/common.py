@@ -187,6 +187,13 @@ class Sizes:
     admission_parties: int = 200
     echo_seconds: float = 2.0
     ed25519_seconds: float = 1.0
+    # federation: members of the full mesh, offers/s published over them and
+    # for how long; entries of the log a new member catches up with. Zero
+    # seconds or zero entries skips that part.
+    federation_nodes: int = 5
+    federation_rate: float = 500.0
+    federation_seconds: float = 60.0
+    catchup_entries: int = 1_000_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -206,6 +213,9 @@ class Sizes:
             admission_parties=50,
             echo_seconds=0.5,
             ed25519_seconds=0.3,
+            federation_rate=100.0,
+            federation_seconds=8.0,
+            catchup_entries=30_000,
         )
 
 

@@ -72,11 +72,16 @@ def _date(day: dt.date) -> pb.Date:
     return pb.Date(year=day.year, month=day.month, day=day.day)
 
 
-class _Log:
-    """Builds the benchmark's log entries, in order, a chunk at a time."""
+class ExchangeLog:
+    """Builds the benchmark's log entries, in order, a chunk at a time.
 
-    def __init__(self, size: int, offers: int, seed: int) -> None:
+    Also the log a new node catches up with in :mod:`bench.federation`,
+    there under the origin of the network member that holds it.
+    """
+
+    def __init__(self, size: int, offers: int, seed: int, *, origin: str = ORIGIN) -> None:
         self.size = size
+        self.origin = origin
         self.sample = generate(seed, parties=PARTIES, patents=offers)
         self.now = dt.datetime.now(dt.UTC)
         self.today = (self.now + dt.timedelta(hours=8)).date()
@@ -87,7 +92,7 @@ class _Log:
         statement.nonce = self.nonce.to_bytes(16, "big")
         statement.created_at.FromDatetime(self.now)
         entry = pb.LogEntry(
-            origin=ORIGIN,
+            origin=self.origin,
             statement=statement.SerializeToString(),
             signatures=[
                 pb.Signature(signer=s, key_fingerprint=_FINGERPRINT, signature=_SIGNATURE)
@@ -131,7 +136,7 @@ class _Log:
             yield self._entry(pb.Statement(license_accepted=accepted), licensee.party_id)
 
 
-async def _build(db: Database, store: LogStore, sequencer: Sequencer, log: _Log) -> None:
+async def _build(db: Database, store: LogStore, sequencer: Sequencer, log: ExchangeLog) -> None:
     chunk: list[bytes] = []
     for data in log.statements():
         chunk.append(data)
@@ -142,7 +147,7 @@ async def _build(db: Database, store: LogStore, sequencer: Sequencer, log: _Log)
         await sequencer.append_batch(chunk)
 
 
-def _searches(log: _Log, rng: random.Random, count: int) -> list[api.SearchOffersRequest]:
+def _searches(log: ExchangeLog, rng: random.Random, count: int) -> list[api.SearchOffersRequest]:
     patents = log.sample.patents
     words = [p.title[j : j + 2] for p in patents[:200] for j in range(0, len(p.title) - 1, 3)]
     out: list[api.SearchOffersRequest] = []
@@ -222,7 +227,7 @@ async def run(ctx: Context) -> Outcome:
         try:
             await db.migrate()
             store = await LogStore.create(db, ORIGIN, signer.verifier_key())
-            log = _Log(size, offers, ctx.seed)
+            log = ExchangeLog(size, offers, ctx.seed)
             started = time.perf_counter()
             await _build(db, store, Sequencer(store, signer), log)
             ctx.log(NAME, f"log of {size:,} entries built in {time.perf_counter() - started:.0f} s")
