@@ -100,8 +100,12 @@ HEADS_INTERVAL_S = 1.0
 EVIDENCE_EVERY = 5
 # Least time between two rounds of asking the witnesses to cosign (seconds).
 COSIGN_INTERVAL_S = 0.5
-# Entries per streamed batch unless the caller asks for fewer.
-STREAM_BATCH = 1000
+# Entries per streamed batch unless the caller asks for fewer: a catching-up
+# node applies a batch per transaction, so larger batches share commits.
+STREAM_BATCH = 2000
+# Bytes of entries per streamed batch, well under the 4 MiB message limit
+# (entries may be up to 64 KiB each).
+STREAM_BATCH_BYTES = 2 << 20
 # A follow stream with nothing to send re-checks this often (seconds).
 FOLLOW_POLL_S = 5.0
 # Deadline of a forwarded statement, and of a heads or witnessing call.
@@ -288,11 +292,13 @@ class Federation:
                 latest = None
             if latest is not None and start < latest.size:
                 high = min(start + limit, latest.size)
-                signed = await store.signed_sizes(start + 1, high)
-                end = signed[-1] if signed else high
                 entries: list[bytes] = []
-                async for rows in store.entries(start, end, batch=end - start):
+                async for rows in store.entries(start, high, batch=high - start):
                     entries.extend(data for _, data in rows)
+                entries = _within_bytes(entries, STREAM_BATCH_BYTES)
+                signed = await store.signed_sizes(start + 1, start + len(entries))
+                end = signed[-1] if signed else start + len(entries)
+                del entries[end - start :]
                 proof: list[bytes] = []
                 if signed:
                     checkpoint = await store.checkpoint(end)
@@ -682,6 +688,16 @@ class Federation:
             await self.db.write(functools.partial(_execute, row))
             self._witnessed[name] = latest.size
             return
+
+
+def _within_bytes(entries: list[bytes], limit: int) -> list[bytes]:
+    """The longest prefix of ``entries`` (at least one) whose sizes add up to at most ``limit``."""
+    total = 0
+    for i, entry in enumerate(entries):
+        total += len(entry)
+        if total > limit and i > 0:
+            return entries[:i]
+    return entries
 
 
 async def _has_checkpoint(store: LogStore, size: int) -> bool:

@@ -205,24 +205,39 @@ class Database:
 
         return await self._in_thread(run)
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run ``work`` in one write transaction, committed if it returns, rolled back if it raises.
 
         On SQLite the transaction holds the database's write lock from its start.
+        ``durable`` False lets the commit return before the transaction is on
+        disk (SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
+        ``synchronous_commit=off``): a power failure may then lose it, whole,
+        never in part. Only for what can be fetched again, such as entries
+        replicated from a peer.
         """
         if self._sync is None:
             async with write_transaction(self.engine) as conn:
                 # A checkpoint, once served, must survive a server crash
                 # whatever the server's own setting.
-                await conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+                setting = "on" if durable else "off"
+                await conn.exec_driver_sql(f"SET LOCAL synchronous_commit = {setting}")
                 return await conn.run_sync(work)
         sync = self._sync
 
         def run() -> T:
             with sync.connect() as conn:
-                conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    return work(conn)
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                if not durable:
+                    # Outside the transaction: SQLite applies it to the next commit.
+                    raw.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    conn.execution_options(**{_WRITE: True})
+                    with conn.begin():
+                        return work(conn)
+                finally:
+                    if not durable:
+                        raw.execute("PRAGMA synchronous=FULL")
 
         return await self._in_thread(run)
 

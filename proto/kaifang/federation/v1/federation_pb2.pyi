@@ -146,8 +146,9 @@ class StreamEntriesRequest(_message.Message):
     ending once the entries held now are sent.
     """
     max_batch: _builtins.int
-    """Most entries per response; 0 for the server's default (1,000). The
-    server may send fewer.
+    """Most entries per response, at most 10,000; 0 for the server's default
+    (2,000). The server may send fewer: it keeps a batch under 2 MiB and
+    prefers to end it at a size the origin signed.
     """
     def __init__(
         self,
