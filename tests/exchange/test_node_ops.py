@@ -351,12 +351,12 @@ async def test_shutdown_lets_in_flight_rpcs_finish_refuses_new_ones_and_seals_th
             db = node.store.db
             original = db.write
 
-            async def held(work: Any) -> Any:
+            async def held(work: Any, *, durable: bool = True) -> Any:
                 # Hold the node's next write (the submission's transaction)
                 # until the test lets it go: an RPC still in flight.
                 entered.set()
                 await gate.wait()
-                return await original(work)
+                return await original(work, durable=durable)
 
             db.write = held  # type: ignore[method-assign]
             nodes.append(node)
