@@ -88,7 +88,7 @@ from ledger.errors import (
 from ledger.merkle import EMPTY_ROOT, verify_consistency
 from ledger.models import Cosignature, ForkEvidence, Log, Witnessed
 from ledger.note import Note, Verifier, parse_note
-from ledger.store import LogStore, SignedCheckpoint, utc_now
+from ledger.store import LogStore, ReplicaBatch, SignedCheckpoint, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,9 @@ COSIGN_INTERVAL_S = 0.5
 # Entries per streamed batch unless the caller asks for fewer: a catching-up
 # node applies a batch per transaction, so larger batches share commits.
 STREAM_BATCH = 2000
+# Bytes of entries a catching-up node gathers from consecutive batches into
+# one transaction.
+GATHER_BYTES = 2 << 20
 # Bytes of entries per streamed batch, well under the 4 MiB message limit
 # (entries may be up to 64 KiB each).
 STREAM_BATCH_BYTES = 2 << 20
@@ -308,7 +311,7 @@ class Federation:
                     )
                 yield fed.StreamEntriesResponse(
                     origin=origin, start=start, entries=entries,
-                    checkpoint=checkpoint.note, consistency_proof=proof,
+                    checkpoint=checkpoint.note, consistency_proof=proof, more=end < latest.size,
                 )  # fmt: skip
                 start = end
                 continue
@@ -586,10 +589,19 @@ class Federation:
             start = await store.size()
             request = fed.StreamEntriesRequest(origin=origin, start=start, follow=True)
             call = self._stub(peer).StreamEntries(request)
+            gathered: list[ReplicaBatch] = []
+            size = 0
             async for batch in call:
                 if origin in self.halted:
                     return
-                await self._accept(peer, store, batch)
+                gathered.append(await self._check_batch(peer, store, batch))
+                size += sum(map(len, batch.entries))
+                # While catching up, batches share a transaction (and its
+                # commit); once caught up, each is applied as it comes.
+                if batch.more and size < GATHER_BYTES:
+                    continue
+                await self._accept(store, gathered)
+                gathered, size = [], 0
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
                 log.info("stream of %s from %s ended: %s", origin, peer, e.code().name,
@@ -611,7 +623,10 @@ class Federation:
             if current is not None and current[1] is asyncio.current_task():
                 del self._streams[origin]
 
-    async def _accept(self, peer: str, store: LogStore, batch: fed.StreamEntriesResponse) -> None:
+    async def _check_batch(
+        self, peer: str, store: LogStore, batch: fed.StreamEntriesResponse
+    ) -> ReplicaBatch:
+        """Check a batch's origin and checkpoint signature, and look for a fork."""
         origin = store.origin
         if batch.origin != origin:
             raise _BadBatch(f"batch is of {batch.origin!r}, not {origin!r}")
@@ -625,16 +640,21 @@ class Federation:
         if await self._check_fork(origin, checkpoint, batch.checkpoint, peer):
             raise _Halted(origin)
         note = _strip_cosignatures(batch.checkpoint, self.verifiers[origin])
-        skipped = await store.replicate(
-            batch.start, list(batch.entries), checkpoint, note, list(batch.consistency_proof),
-            lambda conn, rows: apply_rows(origin, rows, conn),
-        )  # fmt: skip
+        return ReplicaBatch(
+            batch.start, list(batch.entries), checkpoint, note, list(batch.consistency_proof)
+        )
+
+    async def _accept(self, store: LogStore, batches: list[ReplicaBatch]) -> None:
+        """Append checked batches to the replica and apply them to the views, in one transaction."""
+        origin = store.origin
+        skipped = await store.replicate(batches, lambda conn, rows: apply_rows(origin, rows, conn))
         if skipped:
             log.warning("%d entries of %s not applied to the views", skipped, origin,
                         extra={"origin": origin})  # fmt: skip
-        metrics.REPLICATED.labels(origin).inc(len(batch.entries))
-        metrics.LEDGER_SIZE.labels(origin).set(end)
-        if batch.entries:
+        count = sum(len(b.entries) for b in batches)
+        metrics.REPLICATED.labels(origin).inc(count)
+        metrics.LEDGER_SIZE.labels(origin).set(batches[-1].start + len(batches[-1].entries))
+        if count:
             await self.exchange.views_changed()
 
     # -- witnessing -------------------------------------------------------

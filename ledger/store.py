@@ -47,6 +47,7 @@ from ledger.errors import (
     IndexOutOfRangeError,
     KeyMismatchError,
     LedgerError,
+    ProofError,
     ReplicaGapError,
     SizeNotSignedError,
     UnknownLogError,
@@ -103,6 +104,21 @@ class SignedCheckpoint:
     size: int
     root_hash: bytes
     note: str
+
+
+@dataclass(frozen=True)
+class ReplicaBatch:
+    """Consecutive entries of another log, and the origin's checkpoint that proves them."""
+
+    start: int
+    entries: Sequence[bytes]
+    # Signed by the origin (verified by whoever builds the batch), at a size
+    # at least start + len(entries).
+    checkpoint: Checkpoint
+    # The checkpoint's note, as stored (the origin's signature only).
+    note: str
+    # The consistency proof from start + len(entries) to the checkpoint's size.
+    proof: Sequence[bytes]
 
 
 @dataclass(frozen=True)
@@ -343,62 +359,70 @@ class LogStore:
 
     async def replicate(
         self,
-        start: int,
-        datas: Sequence[bytes],
-        checkpoint: Checkpoint,
-        note: str,
-        proof: Sequence[bytes],
+        batches: Sequence[ReplicaBatch],
         work: Callable[[Connection, list[tuple[int, bytes]]], T],
     ) -> T:
-        """Append ``datas`` at ``start`` to this replica if the origin's checkpoint proves them.
+        """Append consecutive ``batches`` to this replica if the origin's checkpoints prove them.
 
-        ``checkpoint`` (parsed from ``note``, whose signature the caller has
-        verified) is at a size N at least ``start + len(datas)``; ``proof`` is
-        the consistency proof from that end to N. The entries are accepted
-        only if the root of the tree held up to ``start`` extended by them
-        is the root the origin signed (directly, or through the proof): an
-        altered, dropped or reordered entry fails, and nothing is written.
-        ``note`` is stored when N is the new size. ``work`` runs in the same
-        transaction with the new (index, entry) pairs, so state derived from
-        them commits with them or not at all.
+        Each batch's checkpoint (whose signature the caller has verified) is
+        at a size N at least the batch's end, and its proof is the consistency
+        proof from that end to N. A batch is accepted only if the tree held so
+        far, extended by its entries, has the root the origin signed (directly,
+        or through the proof): an altered, dropped or reordered entry fails,
+        and nothing at all is written. A checkpoint at the size its batch
+        ends is stored with it. ``work`` runs in the same transaction with
+        the new (index, entry) pairs, so state derived from them commits with
+        them or not at all; several batches share that one transaction.
 
-        Raises :class:`ReplicaGapError` if the replica does not end at
-        ``start``, :class:`~ledger.errors.ProofError` if the proof fails.
+        Raises :class:`ReplicaGapError` if the replica does not end where the
+        first batch starts, :class:`~ledger.errors.ProofError` if a proof
+        fails or the batches are not consecutive.
         """
-        check_entry_sizes(datas)
+        for batch in batches:
+            check_entry_sizes(batch.entries)
 
         def run(
             conn: Connection,
-        ) -> tuple[T, CompactRange, list[_EntryRow], SignedCheckpoint | None]:
+        ) -> tuple[T, CompactRange, list[_EntryRow], list[SignedCheckpoint]]:
             self._lock(conn)
             size = self._size(conn)
-            if size != start:
+            if batches and size != batches[0].start:
                 raise ReplicaGapError(
-                    f"replica of {self.origin} holds {size} entries, not {start}",
+                    f"replica of {self.origin} holds {size} entries, not {batches[0].start}",
                     size,
                 )
             border = self._load_border(conn, size)
+            latest = self._latest(conn)
+            newest = -1 if latest is None else latest.size
             rows: list[_EntryRow] = []
-            for index, data in enumerate(datas, start):
-                h = leaf_hash(data)
-                completed = border.append(h)
-                rows.append((self.log_id, index, h, b"".join(completed[1:]), data))
-            verify_consistency(
-                border.size, checkpoint.size, proof, border.root(), checkpoint.root_hash
-            )
+            stored: list[SignedCheckpoint] = []
+            for batch in batches:
+                if batch.start != border.size:
+                    raise ProofError(f"a batch at {batch.start} does not follow {border.size}")
+                for index, data in enumerate(batch.entries, batch.start):
+                    h = leaf_hash(data)
+                    completed = border.append(h)
+                    rows.append((self.log_id, index, h, b"".join(completed[1:]), data))
+                checkpoint = batch.checkpoint
+                verify_consistency(
+                    border.size, checkpoint.size, batch.proof, border.root(), checkpoint.root_hash
+                )
+                # Stored when at the batch's end and new (an empty batch brings
+                # the checkpoint of the size already held).
+                if checkpoint.size == border.size and checkpoint.size > newest:
+                    stored.append(
+                        SignedCheckpoint(checkpoint.size, checkpoint.root_hash, batch.note)
+                    )
+                    newest = checkpoint.size
             if rows:
                 conn.exec_driver_sql(_INSERT_ENTRIES.format(self.db.placeholders(5)), rows)
-            stored = None
-            # The checkpoint is stored when it is at the new size and new
-            # (an empty batch brings the checkpoint of the size already held).
-            latest = self._latest(conn)
-            if checkpoint.size == border.size and (latest is None or latest.size < border.size):
+            now = utc_now()
+            for signed in stored:
                 values = {
-                    "log_id": self.log_id, "size": checkpoint.size,
-                    "root_hash": checkpoint.root_hash, "note": note, "signed_at": utc_now(),
+                    "log_id": self.log_id, "size": signed.size, "root_hash": signed.root_hash,
+                    "note": signed.note, "signed_at": now,
                 }  # fmt: skip
                 _INSERT_CHECKPOINT.run(conn, values)
-                stored = SignedCheckpoint(checkpoint.size, checkpoint.root_hash, note)
             result = work(conn, [(row[1], row[4]) for row in rows])
             return result, border, rows, stored
 
@@ -406,8 +430,8 @@ class LogStore:
         # that loses the last batches (whole, with the cursor) costs a re-fetch.
         result, border, rows, stored = await self.db.write(run, durable=False)
         self._border = border
-        if stored is not None:
-            self._checkpoints.put(stored.size, stored)
+        for signed in stored:
+            self._checkpoints.put(signed.size, signed)
         self._rows.put_many({row[1]: row[2] + row[3] for row in rows})
         return result
 

@@ -112,7 +112,7 @@ async def test_a_node_killed_while_catching_up_resumes_from_its_cursor(trio: Loc
     await trio.wait_converged()
     assert await trio.stop("b") == 0
     # A log long enough that catching it up takes a while: party registrations.
-    sample = generate(521, parties=6000, patents=0)
+    sample = generate(521, parties=12000, patents=0)
     statements = [story.registration(p) for p in sample.parties]
     for start in range(0, len(statements), 1000):
         await submit_all(trio, "a", statements[start : start + 1000])

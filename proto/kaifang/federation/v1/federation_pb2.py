@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kaifang.exchange.v1 import statements_pb2 as kaifang_dot_exchange_dot_v1_dot_statements__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kaifang/federation/v1/federation.proto\x12\x15kaifang.federation.v1\x1a$kaifang/exchange/v1/statements.proto\"\x11\n\x0fGetHeadsRequest\"v\n\x04Head\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x0e\n\x06halted\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ntries_held\x18\x06 \x01(\x04\"d\n\x10GetHeadsResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12*\n\x05heads\x18\x02 \x03(\x0b\x32\x1b.kaifang.federation.v1.Head\x12\x16\n\x0enetwork_digest\x18\x03 \x01(\x0c\"X\n\x14StreamEntriesRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x11\n\tmax_batch\x18\x04 \x01(\r\"v\n\x15StreamEntriesResponse\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x19\n\x11\x63onsistency_proof\x18\x05 \x03(\x0c\"_\n\x18GetInclusionProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x16\n\ttree_size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\">\n\x19GetInclusionProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"b\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x15\n\x08new_size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_new_size\"@\n\x1bGetConsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"O\n\x17\x46orwardStatementRequest\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32$.kaifang.exchange.v1.SignedStatement\"s\n\x18\x46orwardStatementResponse\x12\x14\n\x0cstatement_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0f\n\x07receipt\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"W\n\x14\x41\x64\x64\x43heckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"B\n\x15\x41\x64\x64\x43heckpointResponse\x12\x13\n\x0b\x63osignature\x18\x01 \x01(\t\x12\x14\n\x0cwitness_vkey\x18\x02 \x01(\t\")\n\x17ListForkEvidenceRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"\x8c\x01\n\x0c\x46orkEvidence\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x63heckpoint_a\x18\x03 \x01(\t\x12\x14\n\x0c\x63heckpoint_b\x18\x04 \x01(\t\x12\r\n\x05proof\x18\x05 \x03(\x0c\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65tected_at\x18\x07 \x01(\t\"Q\n\x18ListForkEvidenceResponse\x12\x35\n\x08\x65vidence\x18\x01 \x03(\x0b\x32#.kaifang.federation.v1.ForkEvidence2\xaa\x06\n\x11\x46\x65\x64\x65rationService\x12[\n\x08GetHeads\x12&.kaifang.federation.v1.GetHeadsRequest\x1a\'.kaifang.federation.v1.GetHeadsResponse\x12l\n\rStreamEntries\x12+.kaifang.federation.v1.StreamEntriesRequest\x1a,.kaifang.federation.v1.StreamEntriesResponse0\x01\x12v\n\x11GetInclusionProof\x12/.kaifang.federation.v1.GetInclusionProofRequest\x1a\x30.kaifang.federation.v1.GetInclusionProofResponse\x12|\n\x13GetConsistencyProof\x12\x31.kaifang.federation.v1.GetConsistencyProofRequest\x1a\x32.kaifang.federation.v1.GetConsistencyProofResponse\x12s\n\x10\x46orwardStatement\x12..kaifang.federation.v1.ForwardStatementRequest\x1a/.kaifang.federation.v1.ForwardStatementResponse\x12j\n\rAddCheckpoint\x12+.kaifang.federation.v1.AddCheckpointRequest\x1a,.kaifang.federation.v1.AddCheckpointResponse\x12s\n\x10ListForkEvidence\x12..kaifang.federation.v1.ListForkEvidenceRequest\x1a/.kaifang.federation.v1.ListForkEvidenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kaifang/federation/v1/federation.proto\x12\x15kaifang.federation.v1\x1a$kaifang/exchange/v1/statements.proto\"\x11\n\x0fGetHeadsRequest\"v\n\x04Head\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x0e\n\x06halted\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ntries_held\x18\x06 \x01(\x04\"d\n\x10GetHeadsResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12*\n\x05heads\x18\x02 \x03(\x0b\x32\x1b.kaifang.federation.v1.Head\x12\x16\n\x0enetwork_digest\x18\x03 \x01(\x0c\"X\n\x14StreamEntriesRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x11\n\tmax_batch\x18\x04 \x01(\r\"\x84\x01\n\x15StreamEntriesResponse\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12\x19\n\x11\x63onsistency_proof\x18\x05 \x03(\x0c\x12\x0c\n\x04more\x18\x06 \x01(\x08\"_\n\x18GetInclusionProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x16\n\ttree_size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_tree_size\">\n\x19GetInclusionProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"b\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x15\n\x08new_size\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_new_size\"@\n\x1bGetConsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"O\n\x17\x46orwardStatementRequest\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32$.kaifang.exchange.v1.SignedStatement\"s\n\x18\x46orwardStatementResponse\x12\x14\n\x0cstatement_id\x18\x01 \x01(\x0c\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0f\n\x07receipt\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"W\n\x14\x41\x64\x64\x43heckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"B\n\x15\x41\x64\x64\x43heckpointResponse\x12\x13\n\x0b\x63osignature\x18\x01 \x01(\t\x12\x14\n\x0cwitness_vkey\x18\x02 \x01(\t\")\n\x17ListForkEvidenceRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"\x8c\x01\n\x0c\x46orkEvidence\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x63heckpoint_a\x18\x03 \x01(\t\x12\x14\n\x0c\x63heckpoint_b\x18\x04 \x01(\t\x12\r\n\x05proof\x18\x05 \x03(\x0c\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65tected_at\x18\x07 \x01(\t\"Q\n\x18ListForkEvidenceResponse\x12\x35\n\x08\x65vidence\x18\x01 \x03(\x0b\x32#.kaifang.federation.v1.ForkEvidence2\xaa\x06\n\x11\x46\x65\x64\x65rationService\x12[\n\x08GetHeads\x12&.kaifang.federation.v1.GetHeadsRequest\x1a\'.kaifang.federation.v1.GetHeadsResponse\x12l\n\rStreamEntries\x12+.kaifang.federation.v1.StreamEntriesRequest\x1a,.kaifang.federation.v1.StreamEntriesResponse0\x01\x12v\n\x11GetInclusionProof\x12/.kaifang.federation.v1.GetInclusionProofRequest\x1a\x30.kaifang.federation.v1.GetInclusionProofResponse\x12|\n\x13GetConsistencyProof\x12\x31.kaifang.federation.v1.GetConsistencyProofRequest\x1a\x32.kaifang.federation.v1.GetConsistencyProofResponse\x12s\n\x10\x46orwardStatement\x12..kaifang.federation.v1.ForwardStatementRequest\x1a/.kaifang.federation.v1.ForwardStatementResponse\x12j\n\rAddCheckpoint\x12+.kaifang.federation.v1.AddCheckpointRequest\x1a,.kaifang.federation.v1.AddCheckpointResponse\x12s\n\x10ListForkEvidence\x12..kaifang.federation.v1.ListForkEvidenceRequest\x1a/.kaifang.federation.v1.ListForkEvidenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,30 +40,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETHEADSRESPONSE']._serialized_end=342
   _globals['_STREAMENTRIESREQUEST']._serialized_start=344
   _globals['_STREAMENTRIESREQUEST']._serialized_end=432
-  _globals['_STREAMENTRIESRESPONSE']._serialized_start=434
-  _globals['_STREAMENTRIESRESPONSE']._serialized_end=552
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=554
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=649
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=651
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=713
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=715
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=813
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=815
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=879
-  _globals['_FORWARDSTATEMENTREQUEST']._serialized_start=881
-  _globals['_FORWARDSTATEMENTREQUEST']._serialized_end=960
-  _globals['_FORWARDSTATEMENTRESPONSE']._serialized_start=962
-  _globals['_FORWARDSTATEMENTRESPONSE']._serialized_end=1077
-  _globals['_ADDCHECKPOINTREQUEST']._serialized_start=1079
-  _globals['_ADDCHECKPOINTREQUEST']._serialized_end=1166
-  _globals['_ADDCHECKPOINTRESPONSE']._serialized_start=1168
-  _globals['_ADDCHECKPOINTRESPONSE']._serialized_end=1234
-  _globals['_LISTFORKEVIDENCEREQUEST']._serialized_start=1236
-  _globals['_LISTFORKEVIDENCEREQUEST']._serialized_end=1277
-  _globals['_FORKEVIDENCE']._serialized_start=1280
-  _globals['_FORKEVIDENCE']._serialized_end=1420
-  _globals['_LISTFORKEVIDENCERESPONSE']._serialized_start=1422
-  _globals['_LISTFORKEVIDENCERESPONSE']._serialized_end=1503
-  _globals['_FEDERATIONSERVICE']._serialized_start=1506
-  _globals['_FEDERATIONSERVICE']._serialized_end=2316
+  _globals['_STREAMENTRIESRESPONSE']._serialized_start=435
+  _globals['_STREAMENTRIESRESPONSE']._serialized_end=567
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=569
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=664
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=666
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=728
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=730
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=828
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=830
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=894
+  _globals['_FORWARDSTATEMENTREQUEST']._serialized_start=896
+  _globals['_FORWARDSTATEMENTREQUEST']._serialized_end=975
+  _globals['_FORWARDSTATEMENTRESPONSE']._serialized_start=977
+  _globals['_FORWARDSTATEMENTRESPONSE']._serialized_end=1092
+  _globals['_ADDCHECKPOINTREQUEST']._serialized_start=1094
+  _globals['_ADDCHECKPOINTREQUEST']._serialized_end=1181
+  _globals['_ADDCHECKPOINTRESPONSE']._serialized_start=1183
+  _globals['_ADDCHECKPOINTRESPONSE']._serialized_end=1249
+  _globals['_LISTFORKEVIDENCEREQUEST']._serialized_start=1251
+  _globals['_LISTFORKEVIDENCEREQUEST']._serialized_end=1292
+  _globals['_FORKEVIDENCE']._serialized_start=1295
+  _globals['_FORKEVIDENCE']._serialized_end=1435
+  _globals['_LISTFORKEVIDENCERESPONSE']._serialized_start=1437
+  _globals['_LISTFORKEVIDENCERESPONSE']._serialized_end=1518
+  _globals['_FEDERATIONSERVICE']._serialized_start=1521
+  _globals['_FEDERATIONSERVICE']._serialized_end=2331
 # @@protoc_insertion_point(module_scope)

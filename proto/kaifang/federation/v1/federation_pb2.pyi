@@ -177,6 +177,7 @@ class StreamEntriesResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     CONSISTENCY_PROOF_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     origin: _builtins.str
     """The origin of the entries."""
     start: _builtins.int
@@ -184,6 +185,10 @@ class StreamEntriesResponse(_message.Message):
     checkpoint: _builtins.str
     """A checkpoint signed by the origin at a size N >= start + len(entries),
     as a C2SP signed note.
+    """
+    more: _builtins.bool
+    """True if the sender holds entries beyond this batch and is about to send
+    them: a receiver catching up may gather batches into one transaction.
     """
     @_builtins.property
     def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
@@ -204,10 +209,11 @@ class StreamEntriesResponse(_message.Message):
         entries: _abc.Iterable[_builtins.bytes] | None = ...,
         checkpoint: _builtins.str = ...,
         consistency_proof: _abc.Iterable[_builtins.bytes] | None = ...,
+        more: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "consistency_proof", b"consistency_proof", "entries", b"entries", "origin", b"origin", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "consistency_proof", b"consistency_proof", "entries", b"entries", "more", b"more", "origin", b"origin", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
