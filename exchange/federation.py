@@ -288,7 +288,7 @@ class Federation:
         limit = max_batch or STREAM_BATCH
         first = True
         while not self.exchange.stopping:
-            version = self.exchange.version
+            grown = self.exchange.log_grown(origin)
             try:
                 latest = await store.latest_checkpoint()
             except SizeNotSignedError:
@@ -323,7 +323,7 @@ class Federation:
             if not follow or self.exchange.stopping:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exchange.wait_for_change(version), FOLLOW_POLL_S)
+                await asyncio.wait_for(grown.wait(), FOLLOW_POLL_S)
 
     async def forward_in(self, signed: pb.SignedStatement) -> Submitted:
         """Sequence a statement a peer forwarded: this node must be its subject's home."""
@@ -655,7 +655,7 @@ class Federation:
         metrics.REPLICATED.labels(origin).inc(count)
         metrics.LEDGER_SIZE.labels(origin).set(batches[-1].start + len(batches[-1].entries))
         if count:
-            await self.exchange.views_changed()
+            await self.exchange.views_changed(origin)
 
     # -- witnessing -------------------------------------------------------
 
@@ -663,7 +663,7 @@ class Federation:
         """Ask every member to cosign this node's latest checkpoint whenever it changes."""
         store = self.exchange.store
         while not self.exchange.stopping:
-            version = self.exchange.version
+            grown = self.exchange.log_grown(self.name)
             try:
                 latest = await store.latest_checkpoint()
                 await asyncio.gather(
@@ -676,7 +676,7 @@ class Federation:
             # second says so as well as one per batch, at a fraction of the calls.
             await asyncio.sleep(COSIGN_INTERVAL_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exchange.wait_for_change(version), HEADS_INTERVAL_S)
+                await asyncio.wait_for(grown.wait(), HEADS_INTERVAL_S)
 
     async def _ask_witness(self, member: Member, store: LogStore, latest: SignedCheckpoint) -> None:
         name = member.name

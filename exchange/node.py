@@ -154,6 +154,7 @@ class Exchange:
         # Set when the node stops: watch streams end.
         self.stopping = False
         self._changed = asyncio.Condition()
+        self._grown: dict[str, asyncio.Event] = {}
         self._logs: dict[str, LogStore] = {store.origin: store}
 
     def world(self, conn: Connection) -> DbWorld:
@@ -245,11 +246,27 @@ class Exchange:
             placed.statement_id, placed.origin, placed.index, receipt, placed.duplicate
         )
 
-    async def views_changed(self) -> None:
-        """Wake the watchers: a commit changed the views."""
+    async def views_changed(self, origin: str | None = None) -> None:
+        """Wake the watchers: a commit changed the views (and ``origin``'s log, if given)."""
         async with self._changed:
             self.version += 1
             self._changed.notify_all()
+        if origin is not None:
+            # Those waiting for this log only; a fresh event for the next change.
+            self._grown.pop(origin, asyncio.Event()).set()
+
+    def log_grown(self, origin: str) -> asyncio.Event:
+        """An event set when ``origin``'s log next grows here (or the node stops).
+
+        Streams of one log wait on it rather than on every commit of the
+        node, which in a network are mostly other logs' commits.
+        """
+        event = self._grown.get(origin)
+        if event is None:
+            event = self._grown[origin] = asyncio.Event()
+            if self.stopping:
+                event.set()
+        return event
 
     async def wait_for_change(self, version: int) -> None:
         """Return once the views changed after ``version``, or the node stops.
@@ -264,6 +281,8 @@ class Exchange:
         async with self._changed:
             self.stopping = True
             self._changed.notify_all()
+        for event in self._grown.values():
+            event.set()
 
     async def log(self, origin: str) -> LogStore:
         """The stored log of ``origin`` (this node's own, or one it replicates)."""
@@ -330,7 +349,7 @@ class Exchange:
                 item.future.set_result(result)
         if admitted:
             metrics.BATCH_SIZE.observe(admitted)
-            await self.views_changed()
+            await self.views_changed(self.origin)
 
     def _place(
         self,
