@@ -148,12 +148,8 @@ class Head:
 
 @dataclass
 class PeerState:
-    """What this node last saw of a peer (for the status view and source choice)."""
+    """What this node keeps about a peer between polls."""
 
-    heads: dict[str, fed.Head] = field(default_factory=dict)
-    digest: bytes = b""
-    seen_at: float = 0.0
-    error: str = ""
     # Origins whose batches from this peer failed their proof, until when.
     penalised: dict[str, float] = field(default_factory=dict)
     # Polls since this peer's fork evidence was last read.
@@ -458,20 +454,16 @@ class Federation:
         while True:
             try:
                 await self._poll(peer, state)
-                state.error = ""
             except grpc.aio.AioRpcError as e:
-                state.error = f"{e.code().name}: {e.details()}"
+                # A peer that is down is normal in a network: said at debug level.
+                log.debug("peer %s: %s", peer, e.code().name, extra={"peer": peer})
             except Exception:
                 log.exception("polling peer %s failed", peer, extra={"peer": peer})
-                state.error = "internal error; see the log"
             # A little jitter, so that peers do not poll in lockstep.
             await asyncio.sleep(HEADS_INTERVAL_S * (0.75 + random.random() / 2))  # noqa: S311
 
     async def _poll(self, peer: str, state: PeerState) -> None:
         response = await self._stub(peer).GetHeads(fed.GetHeadsRequest(), timeout=CALL_TIMEOUT_S)
-        state.heads = {h.origin: h for h in response.heads}
-        state.digest = response.network_digest
-        state.seen_at = time.time()
         state.polls += 1
         if state.polls % EVIDENCE_EVERY == 1 or any(
             h.halted and h.origin not in self.halted for h in response.heads
