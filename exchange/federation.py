@@ -521,12 +521,11 @@ class Federation:
                 continue
             if a.size != b.size or hmac.compare_digest(a.root_hash, b.root_hash):
                 continue
-            row = insert(ForkEvidence).values(
-                origin=origin, kind=SAME_SIZE, checkpoint_a=evidence.checkpoint_a,
-                checkpoint_b=evidence.checkpoint_b, proof=b"", source=peer,
-                detected_at=self._clock(),
+            store = functools.partial(
+                self._store_evidence, origin=origin, kind=SAME_SIZE, a=evidence.checkpoint_a,
+                b=evidence.checkpoint_b, proof=b"", source=peer, now=self._clock(),
             )  # fmt: skip
-            await self.db.write(functools.partial(_execute, row))
+            await self.db.write(store)
             await self._halt(origin, SAME_SIZE, peer)
 
     async def _check_fork(
