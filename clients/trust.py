@@ -269,19 +269,24 @@ class VerifiedHistory:
     entries: tuple[VerifiedEntry, ...]
 
 
-def verify_history(trust: Trust, response: api.GetHistoryResponse) -> VerifiedHistory:
-    """Check a history: checkpoint under ``trust`` and its policy, every proof, every entry.
+def verify_history(
+    trust: Trust, response: api.GetHistoryResponse, *, witnessed: bool = True
+) -> VerifiedHistory:
+    """Check a history: its checkpoint under ``trust`` (and its policy if ``witnessed``), every
+    inclusion proof, every entry's origin.
 
     Raises :class:`VerificationError` (a subclass) naming the first failure.
     """
-    witnessed = verify_checkpoint(trust, response.checkpoint, response.origin)
+    witnessed_cp = verify_checkpoint(
+        trust, response.checkpoint, response.origin, witnessed=witnessed
+    )
     entries = []
     previous = -1
     for item in response.entries:
         if item.index <= previous:
             raise VerificationError(f"history entries are not in log order at {item.index}")
         previous = item.index
-        verify_inclusion(item.entry, item.index, item.proof, witnessed.checkpoint)
+        verify_inclusion(item.entry, item.index, item.proof, witnessed_cp.checkpoint)
         entry = pb.LogEntry()
         try:
             entry.ParseFromString(item.entry)
@@ -292,4 +297,4 @@ def verify_history(trust: Trust, response: api.GetHistoryResponse) -> VerifiedHi
                 f"entry {item.index} names origin {entry.origin!r}, not {response.origin!r}"
             )
         entries.append(VerifiedEntry(item.index, item.entry, entry, tuple(item.proof)))
-    return VerifiedHistory(response.origin, response.checkpoint, witnessed, tuple(entries))
+    return VerifiedHistory(response.origin, response.checkpoint, witnessed_cp, tuple(entries))

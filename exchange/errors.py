@@ -15,6 +15,8 @@ Every exception the exchange raises on purpose derives from
     ├── ForwardedError              the home refused a forwarded statement (its status, verbatim)
     ├── HomeUnavailableError        the home could not be reached (retry later)
     ├── WitnessRefusedError         a checkpoint was not cosigned (stale old size, a fork, …)
+    ├── NotYetWitnessedError        no checkpoint cosigned enough holds the history yet (retry)
+    ├── NotWitnessedHereError       cosignatures of another origin's log are kept by its home
     └── StoppingError               the node is stopping (retry elsewhere or later)
 
 Each carries the offending field (a protobuf field path) and a reason, so
@@ -138,6 +140,30 @@ class WitnessRefusedError(ExchangeError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.witnessed_size = witnessed_size
+
+
+class NotYetWitnessedError(ExchangeError):
+    """No checkpoint of this node's log cosigned by enough witnesses holds the history yet.
+
+    Witnesses cosign within seconds of a checkpoint (UNAVAILABLE with a
+    RetryInfo of ``retry_after_s``).
+    """
+
+    def __init__(self, needed: int, retry_after_s: float) -> None:
+        """Say how many cosignatures were asked for."""
+        super().__init__(
+            f"no checkpoint holding the whole history is cosigned by {needed} witness(es) yet"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class NotWitnessedHereError(ExchangeError):
+    """Cosignatures were asked of a log this node replicates; its home keeps them."""
+
+    def __init__(self, home: str) -> None:
+        """Name the exchange that keeps the cosignatures."""
+        super().__init__(f"cosignatures of {home}'s log are kept by {home}; ask it")
+        self.home = home
 
 
 class StoppingError(ExchangeError):

@@ -73,6 +73,7 @@ from exchange.network import (
     channel_options,
 )
 from exchange.node import Exchange, Submitted, apply_rows
+from exchange.queries import cosignature_lines
 from kaifang.exchange.v1 import statements_pb2 as pb
 from kaifang.federation.v1 import federation_pb2 as fed
 from kaifang.federation.v1 import federation_pb2_grpc as fed_grpc
@@ -263,12 +264,7 @@ class Federation:
         return heads
 
     async def _cosignatures(self, store: LogStore, size: int) -> list[str]:
-        query = (
-            select(Cosignature.line)
-            .where(Cosignature.log_id == store.log_id, Cosignature.size == size)
-            .order_by(Cosignature.witness)
-        )
-        return await self.db.read(lambda c: list(c.execute(query).scalars()))
+        return await self.db.read(lambda c: cosignature_lines(c, store.log_id, size))
 
     async def batches(
         self, origin: str, start: int, *, follow: bool, max_batch: int

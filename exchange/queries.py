@@ -48,6 +48,7 @@ from exchange.statements import to_date
 from exchange.viewstore import decode_patent
 from kaifang.exchange.v1 import exchange_pb2 as api
 from kaifang.exchange.v1 import statements_pb2 as pb
+from ledger.models import Cosignature
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -456,6 +457,30 @@ def history_indices(conn: Connection, request: api.GetHistoryRequest) -> tuple[s
         .order_by(StatementRow.idx)
     )
     return str(home), [int(i) for i in conn.execute(query).scalars()]
+
+
+def cosignature_lines(conn: Connection, log_id: int, size: int) -> list[str]:
+    """The witnesses' cosignature lines of this node's checkpoint at ``size``, by witness."""
+    query = (
+        select(Cosignature.line)
+        .where(Cosignature.log_id == log_id, Cosignature.size == size)
+        .order_by(Cosignature.witness)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def latest_cosigned_size(conn: Connection, log_id: int, witnesses: int) -> int | None:
+    """The largest size of this node's log that at least ``witnesses`` witnesses cosigned."""
+    query = (
+        select(Cosignature.size)
+        .where(Cosignature.log_id == log_id)
+        .group_by(Cosignature.size)
+        .having(func.count() >= witnesses)
+        .order_by(Cosignature.size.desc())
+        .limit(1)
+    )
+    size = conn.execute(query).scalar_one_or_none()
+    return None if size is None else int(size)
 
 
 # -- statistics ---------------------------------------------------------------

@@ -28,6 +28,8 @@ from exchange.errors import (
     InvalidFieldError,
     NotFoundError,
     NotHomeError,
+    NotWitnessedHereError,
+    NotYetWitnessedError,
     RuleViolationError,
     SignatureInvalidError,
     SignerError,
@@ -39,9 +41,14 @@ from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
 from kaifang.exchange.v1 import exchange_pb2
 from ledger.errors import LedgerError
 from ledger.rpc import abort_with, build_status, field_violation, register_service
+from ledger.service import MAX_INDEX
 from ledger.service import status_for as ledger_status_for
 
 logger = logging.getLogger(__name__)
+
+# Witnesses are asked to cosign every new checkpoint within about half a
+# second (exchange.federation), so a history not yet witnessed soon will be.
+WITNESS_RETRY_S = 1.0
 
 ERROR_DOMAIN = "exchange.kaifang"
 # A watch re-reads at least this often (seconds), even if no commit of this
@@ -55,6 +62,8 @@ STATUS_OF: Mapping[type[ExchangeError], tuple[grpc.StatusCode, str]] = {
     SignerError: (grpc.StatusCode.PERMISSION_DENIED, "SIGNATURE_MISSING"),
     RuleViolationError: (grpc.StatusCode.FAILED_PRECONDITION, "RULE_VIOLATION"),
     NotHomeError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_HOME"),
+    NotYetWitnessedError: (grpc.StatusCode.UNAVAILABLE, "NOT_YET_WITNESSED"),
+    NotWitnessedHereError: (grpc.StatusCode.FAILED_PRECONDITION, "NOT_WITNESSED_HERE"),
     HomeUnavailableError: (grpc.StatusCode.UNAVAILABLE, "HOME_UNAVAILABLE"),
     WitnessRefusedError: (grpc.StatusCode.FAILED_PRECONDITION, "WITNESS_REFUSED"),
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
@@ -81,17 +90,23 @@ def status_for(error: ExchangeError) -> status_pb2.Status:
         metadata = {"missing": ",".join(sorted(error.missing)), "legal_basis": error.legal_basis}
     elif isinstance(error, NotFoundError):
         metadata = {"field": error.field}
-    elif isinstance(error, NotHomeError):
+    elif isinstance(error, NotHomeError | NotWitnessedHereError):
         metadata = {"home": error.home}
     elif isinstance(error, HomeUnavailableError):
         metadata = {"home": error.home}
-        delay = duration_pb2.Duration()
-        delay.FromMilliseconds(round(error.retry_after_s * 1000))
-        extra.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        extra.append(_retry_info(error.retry_after_s))
+    elif isinstance(error, NotYetWitnessedError):
+        extra.append(_retry_info(error.retry_after_s))
     elif isinstance(error, WitnessRefusedError):
         reason = error.code
         metadata = {"witnessed_size": str(error.witnessed_size)}
     return build_status(ERROR_DOMAIN, code, reason, str(error), extra, metadata)
+
+
+def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(round(seconds * 1000))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
 
 
 async def _abort(context: Any, error: Exception) -> None:
@@ -187,12 +202,35 @@ class ExchangeService:
         self, request: exchange_pb2.GetHistoryRequest, context: Any
     ) -> exchange_pb2.GetHistoryResponse:
         exchange = self.exchange
+        if request.checkpoint_size > MAX_INDEX:
+            raise InvalidFieldError("checkpoint_size", f"is above {MAX_INDEX}")
+        if request.checkpoint_size and request.min_cosignatures:
+            raise InvalidFieldError(
+                "min_cosignatures", "give either checkpoint_size or min_cosignatures"
+            )
         origin, indices = await exchange.db.read(lambda c: queries.history_indices(c, request))
         store = await exchange.log(origin)
-        checkpoint = await store.latest_checkpoint()
-        response = exchange_pb2.GetHistoryResponse(origin=origin, checkpoint=checkpoint.note)
+        size = request.checkpoint_size or None
+        if request.min_cosignatures:
+            if origin != exchange.origin:
+                raise NotWitnessedHereError(origin)
+            needed = request.min_cosignatures
+            size = await exchange.db.read(
+                lambda c: queries.latest_cosigned_size(c, store.log_id, needed)
+            )
+            if size is None or (indices and indices[-1] >= size):
+                raise NotYetWitnessedError(needed, WITNESS_RETRY_S)
+        checkpoint = await store.checkpoint(size)
+        note = checkpoint.note
+        if origin == exchange.origin:
+            note += "".join(
+                await exchange.db.read(
+                    lambda c: queries.cosignature_lines(c, store.log_id, checkpoint.size)
+                )
+            )
+        response = exchange_pb2.GetHistoryResponse(origin=origin, checkpoint=note)
         for index in indices:
-            if index >= checkpoint.size:  # applied after the checkpoint was read
+            if index >= checkpoint.size:  # after the checkpoint asked for, or applied since
                 break
             proof, _ = await store.inclusion_proof(index, checkpoint.size)
             response.entries.append(

@@ -981,19 +981,37 @@ class GetHistoryRequest(_message.Message):
 
     APPLICATION_NUMBER_FIELD_NUMBER: _builtins.int
     PARTY_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SIZE_FIELD_NUMBER: _builtins.int
+    MIN_COSIGNATURES_FIELD_NUMBER: _builtins.int
     application_number: _builtins.str
     """Canonical CN application number of the patent."""
     party_id: _builtins.str
     """Party id of the party."""
+    checkpoint_size: _builtins.int
+    """Prove against the log's checkpoint signed at exactly this tree size
+    (entries); entries at or beyond it are left out. 0: the latest
+    checkpoint, or with min_cosignatures the latest cosigned enough. A size
+    the log never signed is refused (NOT_FOUND, reason SIZE_NOT_SIGNED).
+    """
+    min_cosignatures: _builtins.int
+    """With checkpoint_size 0: prove against the latest checkpoint that at
+    least this many witnesses cosigned and that holds the subject's last
+    entry. Only the home exchange keeps its log's cosignatures: elsewhere
+    the answer is FAILED_PRECONDITION NOT_WITNESSED_HERE (metadata "home");
+    at the home, if no such checkpoint exists yet, UNAVAILABLE
+    NOT_YET_WITNESSED with a RetryInfo. 0: no requirement.
+    """
     def __init__(
         self,
         *,
         application_number: _builtins.str = ...,
         party_id: _builtins.str = ...,
+        checkpoint_size: _builtins.int = ...,
+        min_cosignatures: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "party_id", b"party_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_number", b"application_number", "checkpoint_size", b"checkpoint_size", "min_cosignatures", b"min_cosignatures", "party_id", b"party_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1043,7 +1061,10 @@ class GetHistoryResponse(_message.Message):
     origin: _builtins.str
     """Origin of the subject's home log."""
     checkpoint: _builtins.str
-    """The home log's signed checkpoint (C2SP signed note) all proofs are against."""
+    """The home log's signed checkpoint (C2SP signed note) all proofs are
+    against, followed by the witnesses' cosignature lines (C2SP
+    tlog-cosignature) when this node is the home and holds any.
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
         """Every entry about the subject, in log order; each entry's previous link

@@ -157,7 +157,8 @@ class ExchangeServiceServicer:
 
     def GetHistory(self, request, context):
         """Returns a subject's whole history in its home log, each entry with its
-        inclusion proof against one signed checkpoint.
+        inclusion proof against one signed checkpoint. The home exchange serves
+        its own log's checkpoint with the witnesses' cosignatures it collected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -71,7 +71,8 @@ class ExchangeServiceStub:
     """Returns a party's credit record: every credit event, repaired or not."""
     GetHistory: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetHistoryRequest, _exchange_pb2.GetHistoryResponse]
     """Returns a subject's whole history in its home log, each entry with its
-    inclusion proof against one signed checkpoint.
+    inclusion proof against one signed checkpoint. The home exchange serves
+    its own log's checkpoint with the witnesses' cosignatures it collected.
     """
     GetStatistics: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetStatisticsRequest, _exchange_pb2.GetStatisticsResponse]
     """Returns counts of sequenced statements (and pledged amounts) grouped by
@@ -114,7 +115,8 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     """Returns a party's credit record: every credit event, repaired or not."""
     GetHistory: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetHistoryRequest, _exchange_pb2.GetHistoryResponse]  # type: ignore[assignment]
     """Returns a subject's whole history in its home log, each entry with its
-    inclusion proof against one signed checkpoint.
+    inclusion proof against one signed checkpoint. The home exchange serves
+    its own log's checkpoint with the witnesses' cosignatures it collected.
     """
     GetStatistics: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetStatisticsRequest, _exchange_pb2.GetStatisticsResponse]  # type: ignore[assignment]
     """Returns counts of sequenced statements (and pledged amounts) grouped by
@@ -208,7 +210,8 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_pb2.GetHistoryResponse, _abc.Awaitable[_exchange_pb2.GetHistoryResponse]]:
         """Returns a subject's whole history in its home log, each entry with its
-        inclusion proof against one signed checkpoint.
+        inclusion proof against one signed checkpoint. The home exchange serves
+        its own log's checkpoint with the witnesses' cosignatures it collected.
         """
 
     @_abc_1.abstractmethod
