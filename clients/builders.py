@@ -146,9 +146,8 @@ class Draft:
                 )
             signer = key.party_id
             rotation = statement.party_key_rotated
-            if statement.HasField("party_key_rotated") and key.public_key == (
-                rotation.new_public_key
-            ):
+            if key.public_key == rotation.new_public_key:
+                # The new key has no party of its own yet: it signs for the rotating party.
                 signer = rotation.party_id
         if isinstance(key, PartyKey):
             signature = key.sign(self.statement, signer)
@@ -168,12 +167,8 @@ class Draft:
 
     def signed(self) -> pb.SignedStatement:
         """The statement and the signatures so far, as submitted (complete or not)."""
-        signatures = []
-        for s in self.signatures:
-            copy = pb.Signature()
-            copy.CopyFrom(s)
-            signatures.append(copy)
-        return pb.SignedStatement(statement=self.statement, signatures=signatures)
+        # The constructor copies the signatures: the draft's own stay unchanged.
+        return pb.SignedStatement(statement=self.statement, signatures=self.signatures)
 
     def describe(self) -> str:
         """A few lines for people: kind and subject, id, who signed, who is missing."""

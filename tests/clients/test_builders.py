@@ -336,6 +336,8 @@ def test_a_draft_passes_through_files_from_party_to_party(tmp_path: Path) -> Non
     assert [s.signer for s in signed.signatures] == list(keys)
     for signature in signed.signatures:
         verify(signed.statement, signature, keys[signature.signer].public_key)
+    signed.signatures[0].signer = BANK.party_id  # a copy: the draft keeps its own
+    assert final.signers[0] == OWNER.party_id
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic writes left no temporary behind
 
 
