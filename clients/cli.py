@@ -1,4 +1,9 @@
-"""The ``kaifang`` command line: run a node, and operate on a ledger database.
+"""The ``kaifang`` command line: run a node, operate on a ledger, and use the exchange.
+
+The user commands (keys, parties, patents, offers, licences, transfers,
+pledges, disputes, credit, statistics, drafts and audit bundles) are in
+:mod:`clients.commands`; this module holds the operator's commands and the
+parser that joins both.
 
 ``kaifang node`` runs an exchange node; ``kaifang migrate`` brings a database
 to the current schema; ``kaifang ledger …`` are the operator's tools for a
@@ -28,6 +33,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from clients.commands import add_user_commands
+from clients.errors import ClientError
 from exchange.config import ConfigError, NodeConfig, load_config
 from exchange.errors import ExchangeError
 from exchange.node import rebuild_views
@@ -475,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_network_status)
 
+    add_user_commands(commands)
+
     p = commands.add_parser("sample", help="print a reproducible synthetic patent CSV")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--parties", type=_positive, default=20)
@@ -494,9 +503,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except ClientError as e:
+        # One sentence with the reason, the field and the legal basis; the
+        # exit status tells the class of error (clients.errors).
+        print(f"kaifang: {type(e).__name__}: {e}", file=sys.stderr)
+        return e.exit_code
     except (LedgerError, ExchangeError, CommandError, ConfigError, SQLAlchemyError, OSError) as e:
         print(f"kaifang: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
