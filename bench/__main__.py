@@ -39,6 +39,7 @@ from typing import Any
 from bench import (
     admission,
     append,
+    audit,
     federation,
     latency,
     machine,
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "admission": admission.run,
     "views": views.run,
     "federation": federation.run,
+    "audit": audit.run,
 }
 
 
