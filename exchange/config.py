@@ -3,7 +3,8 @@
 ```toml
 [node]
 origin = "local.kaifang.example/log"   # the log's origin (checkpoint first line)
-listen = "127.0.0.1:50051"             # gRPC address, host:port (port 0 picks one)
+listen = "127.0.0.1:50051"             # gRPC address, host:port (port 0 picks one);
+                                       # plaintext unless [client_tls] is set
 database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL (sqlite+aiosqlite or
                                        # postgresql+asyncpg)
 log_key = "log.key"                    # the log's Ed25519 signer key file
@@ -26,11 +27,24 @@ tls_key = "tls.key"                    # this node's TLS private key, PEM, mode 
 tls_certificate = "tls.pem"            # its certificate, as the network file lists it
 peers = ["west"]                       # replicate only from these members (default:
                                        # every other member of the network)
+
+[client_tls]                           # optional: serve the client API (listen) over TLS
+key = "tls.key"                        # the server's TLS private key, PEM, mode 0600
+certificate = "tls.pem"                # its certificate (chain), PEM
 ```
 
 Without a ``[federation]`` table the node runs alone. ``tls_key`` and
 ``tls_certificate`` default to ``tls.key`` and ``tls.pem`` beside the
 configuration file; ``network`` and ``listen`` are required.
+
+Without a ``[client_tls]`` table the client API is served in plaintext. With
+one, it is served over TLS that authenticates the server only (clients present
+no certificate; what they may do is decided by the signatures on what they
+submit); both keys are required. A member of a network can reuse its
+federation key and certificate, which name ``localhost`` and ``127.0.0.1`` as
+well as the member. The files are read when the node starts, by
+:func:`exchange.network.load_client_tls`, which refuses a key file that group
+or others can access.
 
 Relative paths (the key file, an SQLite database file) are relative to the
 directory of the configuration file, or to the working directory for the
@@ -86,6 +100,8 @@ KEYS = frozenset(
     }
 )
 FEDERATION_KEYS = frozenset({"network", "listen", "tls_key", "tls_certificate", "peers"})
+CLIENT_TLS_KEYS = frozenset({"key", "certificate"})
+TABLES = ("node", "federation", "client_tls")
 _OFF = ("", "off")
 # Key name of an exchange operator's key (roles are signed "operator:<origin>").
 # Here rather than only in exchange.server, so that exchange.network can name
@@ -120,6 +136,14 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class ClientTls:
+    """The ``[client_tls]`` table: the client API's TLS key and certificate files."""
+
+    key: Path  # PEM private key, readable by its owner only
+    certificate: Path  # PEM certificate (chain) for that key
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to start."""
 
@@ -141,6 +165,8 @@ class NodeConfig:
     shutdown_grace_seconds: float = DEFAULT_GRACE_S
     # None: the node belongs to no network.
     federation: FederationConfig | None = None
+    # None: the client API (listen) is plaintext.
+    client_tls: ClientTls | None = None
 
     def operator_key_file(self) -> Path:
         """Where this exchange operator's key is."""
@@ -314,6 +340,26 @@ def _federation(path: Path, raw: object, node_listen: str) -> FederationConfig:
     )
 
 
+def _client_tls(path: Path, raw: object) -> ClientTls:
+    """Read the ``[client_tls]`` table of the file at ``path``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: client_tls must be a table, [client_tls]")
+    unknown = set(raw) - CLIENT_TLS_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown [client_tls] keys {sorted(unknown)}; "
+            f"known: {sorted(CLIENT_TLS_KEYS)}",
+            key=f"client_tls.{sorted(unknown)[0]}",
+        )
+    table = _Table(path, raw, "client_tls")
+    # No defaults: a table that names no files is more likely a mistake than
+    # a wish for tls.key and tls.pem.
+    for key in ("key", "certificate"):
+        if key not in raw:
+            raise table.error(key, "is required")
+    return ClientTls(key=table.path_value("key"), certificate=table.path_value("certificate"))
+
+
 def load_config(path: Path | None) -> NodeConfig:
     """Read ``path``, or return the defaults if it is None.
 
@@ -326,12 +372,12 @@ def load_config(path: Path | None) -> NodeConfig:
             raw: dict[str, Any] = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from e
-    unknown_sections = set(raw) - {"node", "federation"}
+    unknown_sections = set(raw) - set(TABLES)
     node = raw.get("node", {})
     if unknown_sections or not isinstance(node, dict):
         raise ConfigError(
-            f"{path}: expected a [node] table and an optional [federation] table, "
-            f"found {sorted(raw)}"
+            f"{path}: expected a [node] table and optional [federation] and [client_tls] "
+            f"tables, found {sorted(raw)}"
         )
     unknown = set(node) - KEYS
     if unknown:
@@ -381,4 +427,6 @@ def load_config(path: Path | None) -> NodeConfig:
     if "federation" in raw:
         federation = _federation(path, raw["federation"], config.listen)
         config = replace(config, federation=federation)
+    if "client_tls" in raw:
+        config = replace(config, client_tls=_client_tls(path, raw["client_tls"]))
     return config

@@ -43,6 +43,9 @@ file with a :class:`~exchange.config.ConfigError` naming the file, the entry
 Peers talk over mutual TLS: :func:`server_credentials`,
 :func:`channel_credentials` and :func:`channel_options` build the gRPC
 credentials, and :func:`peer_of` tells a servicer which member is calling.
+Clients talk to a node in plaintext, or over TLS that authenticates the
+server only when its configuration has a ``[client_tls]`` table
+(:func:`load_client_tls`, :func:`client_server_credentials`).
 :func:`init_network` creates a whole network (CA, keys, certificates, node
 configurations and the network file) for a demo or a test.
 
@@ -413,39 +416,57 @@ class TlsIdentity:
         return _fingerprint(x509.load_pem_x509_certificate(self.certificate))
 
     @classmethod
-    def load(cls, key_path: Path, cert_path: Path) -> TlsIdentity:
+    def load(
+        cls,
+        key_path: Path,
+        cert_path: Path,
+        *,
+        key_name: str | None = None,
+        certificate_name: str | None = None,
+    ) -> TlsIdentity:
         """Read a key and its certificate.
 
         Raises :class:`~exchange.config.ConfigError` naming the file if either
         is unreadable or malformed, if the key file is accessible by group or
-        others, or if the key is not the certificate's.
+        others, or if the key is not the certificate's. ``key_name`` and
+        ``certificate_name`` are the configuration keys that named the files,
+        given to the error as its ``key``.
         """
         try:
             mode = key_path.stat().st_mode
             key_pem = key_path.read_bytes()
         except OSError as e:
-            raise ConfigError(f"cannot read the TLS key {key_path}: {e}") from e
+            raise ConfigError(f"cannot read the TLS key {key_path}: {e}", key=key_name) from e
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
                 f"{key_path}: the TLS key is accessible by other users "
-                f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {key_path}"
+                f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {key_path}",
+                key=key_name,
             )
         try:
             cert_pem = cert_path.read_bytes()
         except OSError as e:
-            raise ConfigError(f"cannot read the TLS certificate {cert_path}: {e}") from e
+            raise ConfigError(
+                f"cannot read the TLS certificate {cert_path}: {e}", key=certificate_name
+            ) from e
         try:
             key = serialization.load_pem_private_key(key_pem, password=None)
         except (ValueError, TypeError) as e:
             # Say which file, never what it holds.
-            raise ConfigError(f"{key_path} does not hold an unencrypted PEM private key") from e
+            raise ConfigError(
+                f"{key_path} does not hold an unencrypted PEM private key", key=key_name
+            ) from e
         try:
             certificate = x509.load_pem_x509_certificate(cert_pem)
         except ValueError as e:
-            raise ConfigError(f"{cert_path} does not hold a PEM certificate") from e
+            raise ConfigError(
+                f"{cert_path} does not hold a PEM certificate", key=certificate_name
+            ) from e
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
-            raise ConfigError(f"{key_path} is not the key of the certificate in {cert_path}")
+            raise ConfigError(
+                f"{key_path} is not the key of the certificate in {cert_path}", key=key_name
+            )
         return cls(private_key=key_pem, certificate=cert_pem)
 
 
@@ -459,6 +480,34 @@ def server_credentials(network: Network, identity: TlsIdentity) -> grpc.ServerCr
         [(identity.private_key, identity.certificate)],
         root_certificates=network.ca_certificate,
         require_client_auth=True,
+    )
+
+
+def load_client_tls(config: NodeConfig) -> TlsIdentity | None:
+    """Load the client API's TLS key and certificate; None without ``[client_tls]``.
+
+    Raises :class:`~exchange.config.ConfigError` naming the file and the
+    ``client_tls`` key, as :meth:`TlsIdentity.load` does.
+    """
+    if config.client_tls is None:
+        return None
+    return TlsIdentity.load(
+        config.client_tls.key,
+        config.client_tls.certificate,
+        key_name="client_tls.key",
+        certificate_name="client_tls.certificate",
+    )
+
+
+def client_server_credentials(identity: TlsIdentity) -> grpc.ServerCredentials:
+    """Return credentials for the client API: TLS that authenticates the server only.
+
+    Clients present no certificate: they are known by the signatures on what
+    they submit, not by the connection. gRPC's TLS stack negotiates TLS 1.2
+    or later.
+    """
+    return grpc.ssl_server_credentials(
+        [(identity.private_key, identity.certificate)], require_client_auth=False
     )
 
 
@@ -732,6 +781,7 @@ def init_network(
     host: str = "127.0.0.1",
     base_port: int = 7400,
     network_name: str = "kaifang",
+    client_tls: bool = False,
 ) -> Network:
     """Create a network of the exchanges ``names`` in ``directory``; return it.
 
@@ -741,6 +791,13 @@ def init_network(
     ``NAME/operator.key`` and ``NAME/kaifang.toml``. Member ``i`` (from 0)
     serves clients on ``host:base_port + 2i`` and peers on
     ``host:base_port + 2i + 1``. Private keys are created with mode 0600.
+
+    With ``client_tls``, each member's configuration also has a
+    ``[client_tls]`` table naming its TLS key and certificate, so that it
+    serves clients over TLS too; clients verify it with ``ca/ca.pem``. The
+    certificate names ``localhost``, ``127.0.0.1`` and ``host`` besides the
+    member. Without it, the client API is plaintext, as tools that dial it
+    directly expect.
 
     Requires at least one name, each valid (:func:`check_member_name`) and
     unique ignoring case, and that none of the files exists: a running
@@ -810,11 +867,18 @@ def init_network(
             raise ConfigError(str(e)) from e
         client = _host_port(host, base_port + 2 * i)
         federation = _host_port(host, base_port + 2 * i + 1)
+        transport = "TLS" if client_tls else "plaintext"
+        client_tls_table = [
+            "[client_tls]",
+            'key = "tls.key"  # the member\'s TLS identity; clients check it with the network CA',
+            'certificate = "tls.pem"',
+            "",
+        ]
         config = "\n".join(
             [
                 "[node]",
                 f"origin = {_toml_string(name)}",
-                f"listen = {_toml_string(client)}  # the client API",
+                f"listen = {_toml_string(client)}  # the client API, {transport}",
                 'database = "sqlite+aiosqlite:///kaifang.db"',
                 'log_key = "log.key"',
                 'operator_key = "operator.key"',
@@ -828,6 +892,7 @@ def init_network(
                 'tls_certificate = "tls.pem"',
                 "# peers = [...]  # replicate only from these members (default: all others)",
                 "",
+                *(client_tls_table if client_tls else []),
             ]
         )
         _write_new(node_dir / NODE_CONFIG_FILE, config.encode("utf-8"), 0o644)

@@ -3,7 +3,9 @@
 Serves ``kaifang.ledger.v1.LedgerService`` and ``kaifang.exchange.v1.ExchangeService``
 plus the standard gRPC health and reflection services, so that generic tools
 (grpcurl, grpc-health-probe) work against a node without the project's
-protos, and Prometheus metrics (:mod:`exchange.metrics`) over HTTP.
+protos, and Prometheus metrics (:mod:`exchange.metrics`) over HTTP. The client
+port is plaintext, or TLS (server authentication only) when the configuration
+has a ``[client_tls]`` table.
 
 Stopping (SIGTERM or SIGINT, or leaving :func:`start_node`) is graceful and
 in this order, each step relying on the one before:
@@ -40,7 +42,13 @@ from exchange.errors import ExchangeError
 from exchange.federation import Federation
 from exchange.federation_service import FederationService, add_federation_service
 from exchange.metrics import LEDGER_SIZE
-from exchange.network import WITNESS_KEY_FILE, load_federation, server_credentials
+from exchange.network import (
+    WITNESS_KEY_FILE,
+    client_server_credentials,
+    load_client_tls,
+    load_federation,
+    server_credentials,
+)
 from exchange.node import Exchange
 from exchange.rules import REGISTER
 from exchange.sample import Sample, sample_statements
@@ -148,7 +156,11 @@ async def start_node(
 
     With ``sample``, an empty log is first loaded with the sample's
     statements (see :func:`load_sample`); health turns SERVING after that.
+    Raises :class:`ConfigError` for a bad key file, certificate or address.
     """
+    # First, so that a bad TLS key or certificate stops the node before it
+    # creates a database or a key.
+    client_identity = load_client_tls(config)
     db = Database(config.database)
     metrics: MetricsEndpoint | None = None
     try:
@@ -236,7 +248,11 @@ async def start_node(
             names.append(federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name)
         reflection.enable_server_reflection(names, server)
         try:
-            port = server.add_insecure_port(config.listen)
+            if client_identity is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                client_credentials = client_server_credentials(client_identity)
+                port = server.add_secure_port(config.listen, client_credentials)
         except RuntimeError as e:
             raise ConfigError(f"listen: cannot listen on {config.listen}: {e}", key="listen") from e
         LEDGER_SIZE.labels(origin=store.origin).set((await store.latest_checkpoint()).size)
@@ -285,12 +301,15 @@ async def run_node(config: NodeConfig, *, sample: Sample | None = None) -> None:
     try:
         async with start_node(config, sample=sample) as node:
             host = config.listen.rsplit(":", 1)[0]
+            transport = "plaintext" if config.client_tls is None else "TLS"
             log.info(
-                "serving kaifang.ledger.v1 and kaifang.exchange.v1 on %s:%d",
+                "serving kaifang.ledger.v1 and kaifang.exchange.v1 on %s:%d (%s)",
                 host,
                 node.port,
+                transport,
                 extra={
                     "origin": config.origin,
+                    "client_transport": transport,
                     # The verifier key is the public half: what clients check against.
                     "verifier_key": node.signer.verifier_key(),
                     "port": node.port,
