@@ -733,13 +733,14 @@ class TimelineRow:
     place: str  # origin#index
     kind: str
     description: str
-    signed: tuple[str, ...]  # "<who> (<how checked>)"
+    signed: tuple[str, ...]  # "<who> (verified, <which key>)" or "<who> (attested …)"
 
     def line(self) -> str:
         """The row as one line of text."""
         when = self.sequenced_at.strftime("%Y-%m-%d %H:%M:%S")
         signed = "; ".join(self.signed) or "no signature"
-        return f"{when} UTC+8  {self.place}  {self.kind}: {self.description}. Signed: {signed}"
+        # The description starts with the kind in words: the field name would repeat it.
+        return f"{when} UTC+8  {self.place}  {self.description}; signed by {signed}"
 
 
 def _label(enum: Any, value: int, prefix: str) -> str:
@@ -917,7 +918,7 @@ def timeline(verified: VerifiedBundle) -> list[TimelineRow]:
             words.describe(e.statement),
             tuple(
                 f"{words.who(s.signer) if _PARTY_ID.fullmatch(s.signer) else s.signer} "
-                f"({s.how}{', verified' if s.verified else ''})"
+                + (f"(verified, {s.how})" if s.verified else f"({s.how}, not verified)")
                 for s in e.signatures
             ),
         )
@@ -937,10 +938,11 @@ def report(verified: VerifiedBundle) -> list[str]:
     ]
     for log in verified.logs.values():
         cosigned = ", ".join(log.cosigned_by) or "no witness"
-        key = "pinned key" if log.pinned else "key as the bundle states it (not pinned)"
+        key = "its pinned key" if log.pinned else "the key the bundle states, not pinned"
         lines.append(
-            f"Log {log.origin} ({key}): checkpoint of size {log.checkpoint.size}, cosigned by "
-            f"{cosigned} (policy: {verified.min_cosignatures} of {len(verified.witnesses)})."
+            f"Log {log.origin}: checkpoint of size {log.checkpoint.size} signed with {key}, "
+            f"cosigned by {cosigned} (policy: {verified.min_cosignatures} of "
+            f"{len(verified.witnesses)} witnesses)."
         )
     lines += [row.line() for row in timeline(verified)]
     if counts.signatures_attested:

@@ -389,7 +389,9 @@ def test_a_forged_cosignature_by_a_listed_witness_fails(world: World) -> None:
     bundle = _cosigned(world, CosignatureSigner.generate("witness.example/w1"))
     note = bundle["logs"][ORIGIN]["checkpoint"]
     line = next(s for s in parse_note(note).signatures if s.name == "witness.example/w1")
-    forged = NoteSignature(line.name, line.key_id, line.signature[:-1] + b"\0")
+    forged = NoteSignature(
+        line.name, line.key_id, line.signature[:-1] + bytes([line.signature[-1] ^ 1])
+    )
     bundle["logs"][ORIGIN]["checkpoint"] = add_signatures(note, [forged])
     _fails(bundle, f"logs.{ORIGIN}.checkpoint", "does not verify")
 
@@ -575,8 +577,8 @@ def test_the_report_tells_the_story_with_parties_amounts_and_checks(world: World
     assert "secures 1,000,000.00 CNY until " in text
     assert f"dispute filed by {licensee.name} ({licensee.party_id})" in text
     assert f"mediation: agreement (mediator {mediator.name} ({mediator.party_id})" in text
-    assert f"{bank.name} ({bank.party_id}) (party key, verified)" in text
-    assert "register (attested by the log)" in text
+    assert f"{bank.name} ({bank.party_id}) (verified, party key)" in text
+    assert "register (attested by the log, not verified)" in text
     assert "attested by the log that admitted them" in text
     assert "UTC+8" in rows[0].line()
     accepted = next(e for e in verified.subject_entries if e.kind == "license_accepted")
