@@ -551,7 +551,29 @@ def _party_keys(
         except ValueError as e:
             raise BundleError(f"entries[{i}].leaf", f"key of {party}: {e}") from e
         keys.setdefault(party, {})[hashlib.sha256(public).digest()] = key
-    return keys, names
+    # A rotation alone proves nothing: a party's keys hang from the
+    # registration whose key its id derives from.
+    return {p: k for p, k in keys.items() if p in names}, names
+
+
+def _check_rotation(d: _Decoded, keys: Mapping[str, Mapping[bytes, Ed25519PublicKey]]) -> None:
+    """Require a key rotation (whose signatures verified) to be signed by another of its keys.
+
+    Admission requires the old key's signature; a rotation signed only by
+    the new key would let whoever holds it take the party over.
+    """
+    rotation = d.statement.party_key_rotated
+    new = hashlib.sha256(rotation.new_public_key).digest()
+    party = rotation.party_id
+    if not any(
+        s.signer == party and s.key_fingerprint != new and s.key_fingerprint in keys.get(party, {})
+        for s in d.entry.signatures
+    ):
+        raise BundleError(
+            f"entries[{d.position}].leaf",
+            f"{d.origin}#{d.index}: the key rotation of {party} is not signed by a key "
+            f"{party} held before",
+        )
 
 
 def _authority(raw: bytes, what: str) -> tuple[bytes, Ed25519PublicKey]:
@@ -583,7 +605,9 @@ def verify_bundle(
     the subject's entries form one chain of previous-entry links with no
     gap; that each registration's key is the one its party id derives
     from; and every statement signature. A party's signature must verify
-    with one of its keys that the bundle proves (registration, rotations);
+    with one of its keys that the bundle proves: the registration's, and
+    those of its rotations, each signed by another key of the party (a
+    rotation without the party's registration proves nothing);
     the register's and operators' are verified if ``register_key`` /
     ``operator_keys`` (origin → raw Ed25519 key) are given, else counted as
     attested by the log that admitted them.
@@ -690,6 +714,8 @@ def verify_bundle(
                 raise BundleError(what, f"{where}: signature by {signer} does not verify") from None
             checks.append(CheckedSignature(signer, how))
             verified += 1
+        if d.kind == "party_key_rotated":
+            _check_rotation(d, keys)
         at = d.entry.sequenced_at
         audited.append(
             AuditedEntry(

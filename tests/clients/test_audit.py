@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.audit import (
     ATTESTED,
@@ -108,12 +110,24 @@ async def _record_story(tmp: Path) -> World:
         for party in sample.parties:
             await admit(story.registration(party))
         await admit(story.role(mediator, pb.ROLE_MEDIATOR, operator, ORIGIN))
+        # The licensee replaces its key (signed by the old and the new) and
+        # accepts with the new one: the bundle must prove that key too.
+        rotated = SampleParty(Ed25519PrivateKey.generate(), licensee.registration)
+        new_key = rotated.key.public_key().public_bytes_raw()
+        rotation = pb.PartyKeyRotated(party_id=licensee.party_id, new_public_key=new_key)
+        await admit(
+            story.signed(
+                pb.Statement(party_key_rotated=rotation),
+                (licensee.party_id, licensee),
+                (licensee.party_id, rotated),
+            )
+        )
         number = sample.patents[0].application_number
         await admit(story.record(sample.patents[0], [owner], register))
         offer_id = await admit(story.offer(number, [owner], months=36))
-        licence_id = await admit(story.acceptance(offer_id, licensee))
+        licence_id = await admit(story.acceptance(offer_id, rotated))
         await admit(story.pledge(number, [owner], bank, amount_minor=100_000_000))
-        dispute_id = await admit(story.dispute(number, licence_id, licensee, [owner]))
+        dispute_id = await admit(story.dispute(number, licence_id, rotated, [owner]))
         await admit(story.mediation(dispute_id, mediator))
 
         patent = await stub.GetHistory(api.GetHistoryRequest(application_number=number))
@@ -135,7 +149,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def _leaf(bundle: dict[str, Any], i: int) -> pb.LogEntry:
-    return pb.LogEntry.FromString(base64.b64decode(bundle["entries"][i]["leaf"]))
+    return _entry(bundle["entries"][i])
 
 
 def _position(bundle: dict[str, Any], kind: str) -> int:
@@ -214,11 +228,17 @@ def test_a_bundle_from_a_real_node_verifies_with_every_party_signature_checked(
     # Only the signing parties' registrations are kept from their histories:
     # not the mediator's role, nor the bystander who signed nothing.
     keys = [e for e in verified.entries if not e.about_subject]
-    assert {e.kind for e in keys} == {"party_registered"}
-    signers = {world.owner.party_id, world.licensee.party_id, world.bank.party_id}
-    assert {e.statement.party_registered.party_id for e in keys} == signers | {
-        world.mediator.party_id
+    registered = {
+        e.statement.party_registered.party_id for e in keys if e.kind == "party_registered"
     }
+    parties = (world.owner, world.licensee, world.bank, world.mediator)
+    assert registered == {p.party_id for p in parties}
+    # The licensee's rotation is kept: it accepted with the new key.
+    rotations = [e.statement.party_key_rotated for e in keys if e.kind == "party_key_rotated"]
+    assert [r.party_id for r in rotations] == [world.licensee.party_id]
+    accepted = next(e for e in verified.subject_entries if e.kind == "license_accepted")
+    new_key = hashlib.sha256(rotations[0].new_public_key).digest()
+    assert accepted.entry.signatures[0].key_fingerprint == new_key
     checks = [s for e in verified.entries for s in e.signatures]
     assert {s.how for s in checks if s.signer != "register"} == {PARTY_KEY}
     assert [s.how for s in checks if s.signer == "register"] == [ATTESTED]
@@ -436,21 +456,51 @@ def test_a_signature_naming_a_key_the_party_never_had_fails(world: World) -> Non
     _fails(relog(world, bundle, other_key), f"entries[{at}].leaf.signatures[0]", "names a key")
 
 
+def _registers(item: dict[str, Any], party: str) -> bool:
+    statement = pb.Statement.FromString(_entry(item).statement)
+    return statement.party_registered.party_id == party
+
+
+def _entry(item: dict[str, Any]) -> pb.LogEntry:
+    return pb.LogEntry.FromString(base64.b64decode(item["leaf"]))
+
+
 def test_a_signature_by_a_party_whose_registration_is_missing_fails(world: World) -> None:
+    # The licensee's key rotation stays in the bundle: without the
+    # registration it hangs from, it proves no key.
     bundle = world.bundle()
     licensee = world.licensee.party_id
-    bundle["entries"] = [
-        e
-        for e in bundle["entries"]
-        if pb.Statement.FromString(
-            pb.LogEntry.FromString(base64.b64decode(e["leaf"])).statement
-        ).party_registered.party_id
-        != licensee
-    ]
+    bundle["entries"] = [e for e in bundle["entries"] if not _registers(e, licensee)]
     _fails(
         bundle, f"entries[{_position(bundle, 'license_accepted')}].leaf.signatures[0]",
         f"signature by party {licensee}: the bundle holds no registration of {licensee}",
     )  # fmt: skip
+
+
+def test_a_signature_by_a_rotated_key_whose_rotation_is_missing_fails(world: World) -> None:
+    bundle = world.bundle()
+    at = _position(bundle, "party_key_rotated")
+    del bundle["entries"][at]
+    _fails(
+        bundle, f"entries[{_position(bundle, 'license_accepted')}].leaf.signatures[0]",
+        f"signature by party {world.licensee.party_id} names a key the bundle does not prove",
+    )  # fmt: skip
+
+
+def test_a_key_rotation_signed_only_by_the_new_key_fails(world: World) -> None:
+    bundle = world.bundle()
+    at = _position(bundle, "party_key_rotated")
+    target = bundle["entries"][at]["index"]
+
+    def drop_old_signature(index: int, entry: pb.LogEntry) -> None:
+        if index == target:
+            del entry.signatures[0]
+
+    assert (
+        _entry(bundle["entries"][at]).signatures[0].key_fingerprint
+        == hashlib.sha256(world.licensee.registration.public_key).digest()
+    )
+    _fails(relog(world, bundle, drop_old_signature), f"entries[{at}].leaf", "not signed by a key")
 
 
 def test_a_registration_whose_key_is_not_its_party_ids_fails(world: World) -> None:
