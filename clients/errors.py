@@ -109,7 +109,7 @@ class ServerError(ClientError):
             extras.append(f"reason {self.reason}")
         if self.field:
             extras.append(f"field {self.field}")
-        if self.legal_basis:
+        if self.legal_basis and self.legal_basis not in self.message:
             extras.append(f"legal basis: {self.legal_basis}")
         if extras:
             parts.append(f" ({'; '.join(extras)})")
