@@ -1003,7 +1003,9 @@ async def export_bundle(
             try:
                 h = await client.history(party=party, witnessed=False)
                 if h.origin in sizes and h.witnessed.checkpoint.size != sizes[h.origin]:
-                    h = await client.history(party=party, checkpoint_size=sizes[h.origin])
+                    # Every signed size of a log is held by its home.
+                    home = client.at(h.origin)
+                    h = await home.history(party=party, checkpoint_size=sizes[h.origin])
             except ClientError as e:
                 raise ClientError(f"cannot fetch the registration of party {party}: {e}") from e
             sizes.setdefault(h.origin, h.witnessed.checkpoint.size)

@@ -20,7 +20,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from clients import audit
+from clients.client import Client
+from clients.commands import export_bundle
+from clients.errors import BundleError
 from clients.localnet import LocalNetwork
+from exchange.network import NETWORK_FILE
 from exchange.statements import statement_id
 from kaifang.exchange.v1 import exchange_pb2 as api
 from kaifang.exchange.v1 import exchange_pb2_grpc
@@ -107,6 +112,29 @@ async def test_an_offer_published_once_reaches_every_exchange_and_is_accepted_an
         }
 
     await eventually(cosigned, what="east's checkpoint cosigned by west and north")
+
+    # A client of west, trusting the network file (witness policy: 2 of the
+    # other members), asks for the patent's history: west replicates east's
+    # log but not its cosignatures, so the client asks east, the home.
+    network_file = net.directory / NETWORK_FILE
+    async with Client.for_network(network_file, "west") as client:
+        assert client.trust.min_cosignatures == 2
+        history = await client.history(patent=number)
+        assert history.origin == "east"
+        assert set(history.witnessed.witnesses) == {"west", "north"}
+        assert [e.index for e in history.entries][-2:] == [published.index, published.index + 1]
+        # An audit bundle of it verifies under the same policy, and not without
+        # its cosignatures.
+        bundle = await export_bundle(client, ("patent", number))
+    verified = audit.verify_bundle(bundle, min_cosignatures=2)
+    assert set(verified.logs["east"].cosigned_by) == {"west", "north"}
+    note = bundle["logs"]["east"]["checkpoint"]
+    text, signatures = note.split("\n\n", 1)
+    own = [line for line in signatures.splitlines() if line.split()[1] == "east"]
+    stripped = {**bundle, "logs": {"east": {**bundle["logs"]["east"],
+                                            "checkpoint": f"{text}\n\n{own[0]}\n"}}}  # fmt: skip
+    with pytest.raises(BundleError, match="witness"):
+        audit.verify_bundle(stripped, min_cosignatures=1)
 
     # A node joining with an empty database pulls and verifies everything.
     await net.start_all(["late"])
