@@ -252,6 +252,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
         host=args.host,
         base_port=args.base_port,
         network_name=args.name,
+        client_tls=args.client_tls,
     )
     print(f"network {network.name!r} in {directory}:")
     print(f"  {directory / NETWORK_FILE}  the network file (give every member a copy)")
@@ -318,7 +319,25 @@ def _non_negative(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the whole command line."""
-    parser = argparse.ArgumentParser(prog="kaifang", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="kaifang",
+        description=(
+            "Kaifang: run a patent exchange node, operate its signed ledger, and use the "
+            "network of exchanges: publish and accept open licences, register transfers and "
+            "pledges, file disputes, keep credit records, and export and verify audit "
+            "bundles. Every answer that carries a proof is verified before it is shown."
+        ),
+        epilog=(
+            "examples:\n"
+            "  kaifang node --sample                          run a local exchange\n"
+            "  kaifang keys generate me.pem                   make a party key (0600)\n"
+            "  kaifang offer search --ipc H04L --json         find open licences\n"
+            "  kaifang license accept OFFER_ID --key me.pem   accept one\n"
+            "  kaifang audit verify bundle.json               check a history offline\n"
+            "each command's --help says more, with an example"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--config", type=Path, default=None, help="node configuration file (default: var/ defaults)"
     )
@@ -455,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="first member's client port (default 7400)",
     )
     p.add_argument("--name", default="kaifang", help="the network's name (default kaifang)")
+    p.add_argument(
+        "--client-tls",
+        action="store_true",
+        help="serve each member's client port over TLS too, with its member certificate",
+    )
     p.set_defaults(func=cmd_network_init)
     p = network_sub.add_parser(
         "status",

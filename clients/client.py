@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,11 +163,20 @@ class Client:
         target: str | None = None,
         options: ClientOptions | None = None,
         min_cosignatures: int | None = None,
+        tls: bool = False,
     ) -> Client:
-        """A client of a network's ``member`` (or ``target``), trusting the network's keys."""
+        """A client of a network's ``member`` (or ``target``), trusting the network's keys.
+
+        With ``tls``, the client ports are dialled over TLS trusting the network's CA
+        (members configured with ``[client_tls]``, e.g. by ``network init --client-tls``).
+        """
         from exchange.network import load_network
 
         network = load_network(network_file)
+        if tls:
+            # Members' certificates are issued by the network CA and name
+            # 127.0.0.1, localhost and the member.
+            options = replace(options or ClientOptions(), tls_root=network.ca_certificate)
         trust = Trust.from_network(network_file, min_cosignatures)
         addresses = {m.name: m.client_address for m in network.members}
         if target is None:

@@ -166,7 +166,11 @@ def client_of(args: argparse.Namespace) -> Client:
     server = args.server or os.environ.get("KAIFANG_SERVER")
     if network:
         return Client.for_network(
-            Path(network), target=server, options=options, min_cosignatures=args.min_cosignatures
+            Path(network),
+            target=server,
+            options=options,
+            min_cosignatures=args.min_cosignatures,
+            tls=args.tls and args.tls_ca is None,
         )
     return Client(server or DEFAULT_SERVER, trust_of(args), options)
 
@@ -180,6 +184,7 @@ def _connection(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--min-cosignatures", type=int, metavar="K", help="witnesses that must cosign histories"
     )
+    g.add_argument("--tls", action="store_true", help="use TLS (with --network: its CA)")
     g.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA of the exchange's TLS cert")
     g.add_argument("--tls-name", metavar="NAME", help="name in the exchange's TLS certificate")
     g.add_argument("--deadline", type=float, default=10.0, metavar="S", help="per call (s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -36,7 +37,8 @@ from clients.errors import (
 )
 from clients.trust import Trust
 from exchange import rules
-from exchange.config import NodeConfig
+from exchange.config import NodeConfig, load_config
+from exchange.network import NETWORK_FILE, init_network
 from exchange.sample import generate
 from exchange.server import RunningNode, start_node
 from kaifang.exchange.v1 import exchange_pb2 as api
@@ -390,3 +392,28 @@ async def test_watch_resumes_after_the_node_restarts(tmp_path: Path) -> None:
         await watcher.close()
     assert seen == [first]
     assert offer.offer_id == second.statement_id  # nothing repeated, nothing missed
+
+
+async def test_a_client_of_a_network_member_speaks_tls_trusting_the_network_ca(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "net"
+    init_network(directory, ["solo"], client_tls=True)
+    config = load_config(directory / "solo" / "kaifang.toml")
+    assert config.federation is not None
+    # Port 0 instead of the network's fixed ports, which another test may hold.
+    config = dataclasses.replace(
+        config,
+        listen="127.0.0.1:0",
+        federation=dataclasses.replace(config.federation, listen="127.0.0.1:0"),
+    )
+    async with start_node(config) as running:
+        target = f"127.0.0.1:{running.port}"
+        network_file = directory / NETWORK_FILE
+        async with Client.for_network(network_file, target=target, tls=True) as secure:
+            submitted = await secure.submit(story.registration(OWNER))
+            assert submitted.origin == "solo"
+        options = ClientOptions(attempts=1, deadline_s=2)
+        async with Client.for_network(network_file, target=target, options=options) as plain:
+            with pytest.raises(UnavailableError):
+                await plain.submit(story.registration(BANK))
