@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -513,8 +513,8 @@ class BlockingClient:
         ipc_prefixes: Sequence[str] = (),
         keywords: Sequence[str] = (),
         after_cursor: int = 0,
-    ) -> Iterator[api.Offer]:
-        """See :meth:`Client.watch_offers` (a generator driving the loop)."""
+    ) -> Generator[api.Offer, None, None]:
+        """See :meth:`Client.watch_offers` (a generator driving the loop; close() ends it)."""
         stream = self._client.watch_offers(
             ipc_prefixes=ipc_prefixes, keywords=keywords, after_cursor=after_cursor
         )

@@ -23,7 +23,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from clients.client import Client, ClientOptions
+from clients.client import BlockingClient, Client, ClientOptions
 from clients.errors import (
     CheckpointVerificationError,
     InvalidRequestError,
@@ -417,3 +417,42 @@ async def test_a_client_of_a_network_member_speaks_tls_trusting_the_network_ca(
         async with Client.for_network(network_file, target=target, options=options) as plain:
             with pytest.raises(UnavailableError):
                 await plain.submit(story.registration(BANK))
+
+
+def test_the_blocking_client_serves_scripts(tmp_path: Path) -> None:
+    """A script without an event loop: the node runs in a thread of its own."""
+    import threading
+
+    ready, done = threading.Event(), threading.Event()
+    started: list[RunningNode] = []
+
+    async def serve() -> None:
+        async with start_node(_config(tmp_path)) as running:
+            started.append(running)
+            ready.set()
+            await asyncio.to_thread(done.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(30)
+        running = started[0]
+        with BlockingClient(f"127.0.0.1:{running.port}", _trust(running)) as c:
+            for party in SAMPLE.parties:
+                c.submit(story.registration(party))
+            register = load_key_file(tmp_path / "register.key")
+            number = SAMPLE.patents[0].application_number
+            c.submit(story.record(SAMPLE.patents[0], [OWNER], register))
+            offer = c.submit(story.offer(number, [OWNER]))
+            assert c.patent(number).active_offer_id == offer.statement_id
+            assert [o.offer_id for o in c.search_offers()] == [offer.statement_id]
+            watched = c.watch_offers()
+            assert next(watched).offer_id == offer.statement_id
+            watched.close()
+            history = c.history(patent=number)
+            assert [e.index for e in history.entries] == [offer.index - 1, offer.index]
+            with pytest.raises(RuleRefusedError):
+                c.submit(story.offer(number, [OWNER]))  # an active offer already
+    finally:
+        done.set()
+        thread.join(30)
