@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
@@ -45,6 +46,12 @@ from ledger.keys import create_key_file, load_key_file, load_or_create_key_file
 from ledger.note import Verifier
 from ledger.receipt import verify_receipt
 from ledger.store import LogStore, Sequencer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from clients.netstatus import NetworkStatus
+    from exchange.network import Network, TlsIdentity
 
 
 class CommandError(Exception):
@@ -276,12 +283,48 @@ def cmd_network_status(args: argparse.Namespace) -> int:
 
     config = _config(args)
     network, identity = load(config)
-    status = asyncio.run(collect(network, identity, asked_as=config.origin))
+    if args.wait:
+        status = asyncio.run(_watch_catch_up(network, identity, config.origin, args.wait))
+    else:
+        status = asyncio.run(collect(network, identity, asked_as=config.origin))
     if args.json:
         print(json.dumps(status.to_json(), indent=2))
     else:
         print(render_text(status), end="")
     return status.exit_code
+
+
+async def _watch_catch_up(
+    network: Network, identity: TlsIdentity, asked_as: str, within_s: float
+) -> NetworkStatus:
+    """Ask every member again until the network converges or ``within_s`` pass.
+
+    A progress bar per member shows the entries it holds of all the entries
+    any member holds: a joining or recovering member's catch-up.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from clients.netstatus import collect
+
+    deadline = time.monotonic() + within_s
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
+        tasks = {m.name: bar.add_task(m.name, total=None) for m in network.members}
+        while True:
+            status = await collect(network, identity, asked_as=asked_as)
+            total = sum(o.max_size for o in status.origins)
+            for name, task in tasks.items():
+                held = sum(h.size for o in status.origins if (h := o.holdings.get(name)))
+                bar.update(task, completed=held, total=total)
+            if status.converged or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.5)
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -503,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the tables"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="ask again until converged or S seconds pass, showing each member's catch-up",
     )
     p.set_defaults(func=cmd_network_status)
 
