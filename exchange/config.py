@@ -27,6 +27,8 @@ tls_key = "tls.key"                    # this node's TLS private key, PEM, mode 
 tls_certificate = "tls.pem"            # its certificate, as the network file lists it
 peers = ["west"]                       # replicate only from these members (default:
                                        # every other member of the network)
+dial = { west = "127.0.0.1:9001" }     # dial these members here instead of at the network
+                                       # file's address (a relay, a NAT, a test proxy)
 
 [client_tls]                           # optional: serve the client API (listen) over TLS
 key = "tls.key"                        # the server's TLS private key, PEM, mode 0600
@@ -62,7 +64,8 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +102,7 @@ KEYS = frozenset(
         "shutdown_grace_seconds",
     }
 )
-FEDERATION_KEYS = frozenset({"network", "listen", "tls_key", "tls_certificate", "peers"})
+FEDERATION_KEYS = frozenset({"network", "listen", "tls_key", "tls_certificate", "peers", "dial"})
 CLIENT_TLS_KEYS = frozenset({"key", "certificate"})
 TABLES = ("node", "federation", "client_tls")
 _OFF = ("", "off")
@@ -133,6 +136,10 @@ class FederationConfig:
     tls_certificate: Path
     # The members this node replicates from; None: every other member.
     peers: tuple[str, ...] | None = None
+    # Member name -> host:port to dial it at instead of the network file's
+    # address (a relay, a NAT, a test's fault-injecting proxy). TLS still
+    # checks the member's certificate, so a wrong address cannot impersonate.
+    dial: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,6 +334,20 @@ def _federation(path: Path, raw: object, node_listen: str) -> FederationConfig:
         if len(set(names)) != len(names):
             raise table.error("peers", "names a member twice")
         peers = tuple(names)
+    dial: dict[str, str] = {}
+    if "dial" in raw:
+        table_dial = raw["dial"]
+        if not isinstance(table_dial, dict):
+            raise table.error("dial", 'must be a table of member = "host:port"')
+        for name, address in table_dial.items():
+            try:
+                check_key_name(name)
+                if not isinstance(address, str):
+                    raise ValueError("must be a string host:port")
+                parse_address(address)
+            except (KeyFormatError, ValueError) as e:
+                raise table.error("dial", f"{name}: {e}") from e
+            dial[name] = address
     return FederationConfig(
         network=table.path_value("network"),
         listen=listen,
@@ -337,6 +358,7 @@ def _federation(path: Path, raw: object, node_listen: str) -> FederationConfig:
             else path.parent / "tls.pem"
         ),
         peers=peers,
+        dial=dial,
     )
 
 

@@ -48,7 +48,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -168,9 +168,14 @@ class Federation:
         witness: CosignatureSigner,
         *,
         peers: Sequence[str] | None = None,
+        dial: Mapping[str, str] | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
-        """Federate ``exchange`` (whose origin must be a member of ``network``)."""
+        """Federate ``exchange`` (whose origin must be a member of ``network``).
+
+        ``dial`` maps a member to the address to dial it at instead of the
+        network file's (``[federation] dial``).
+        """
         self.exchange = exchange
         self.db = exchange.db
         self.network = network
@@ -178,6 +183,7 @@ class Federation:
         self.member = network.member(self.name)
         self.witness = witness
         self._identity = identity
+        self._dial = dict(dial or {})
         self._clock = clock
         others = [m.name for m in network.members if m.name != self.name]
         self.peers = list(peers) if peers is not None else others
@@ -237,7 +243,7 @@ class Federation:
         if channel is None:
             member = self.network.member(name)
             channel = self._channels[name] = grpc.aio.secure_channel(
-                member.address,
+                self._dial.get(name, member.address),
                 channel_credentials(self.network, self._identity),
                 options=channel_options(member),
             )

@@ -213,7 +213,12 @@ async def start_node(
                     key="federation.network",
                 )
             federation = Federation(
-                exchange, network, identity, witness, peers=config.federation.peers
+                exchange,
+                network,
+                identity,
+                witness,
+                peers=config.federation.peers,
+                dial=config.federation.dial,
             )
             exchange.router = federation.route
             await federation.start_replicas()

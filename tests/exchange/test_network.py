@@ -647,3 +647,25 @@ def test_os_umask_does_not_loosen_the_key_files(tmp_path: Path) -> None:
         os.umask(old)
     for relative in ("ca/ca.key", "register.key", "solo/tls.key", "solo/log.key"):
         assert stat.S_IMODE((tmp_path / "net" / relative).stat().st_mode) == 0o600
+
+
+def test_federation_dial_overrides_a_members_address(tmp_path: Path) -> None:
+    config = tmp_path / "kaifang.toml"
+    config.write_text(
+        '[node]\norigin = "east"\n[federation]\nnetwork = "network.toml"\n'
+        'listen = "127.0.0.1:7401"\ndial = { west = "127.0.0.1:9001" }\n'
+    )
+    federation = load_config(config).federation
+    assert federation is not None
+    assert dict(federation.dial) == {"west": "127.0.0.1:9001"}
+    for bad in (
+        'dial = "west"',
+        'dial = { west = "nowhere" }',
+        'dial = { "no name" = "1.2.3.4:5" }',
+    ):
+        config.write_text(
+            '[node]\norigin = "east"\n[federation]\nnetwork = "network.toml"\n'
+            f'listen = "127.0.0.1:7401"\n{bad}\n'
+        )
+        with pytest.raises(ConfigError, match="dial"):
+            load_config(config)
