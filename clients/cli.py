@@ -39,6 +39,7 @@ from clients.errors import ClientError
 from exchange.config import ConfigError, NodeConfig, load_config
 from exchange.errors import ExchangeError
 from exchange.node import rebuild_views
+from exchange.restore import RestoreError
 from exchange.rules import REGISTER
 from ledger.db import Database, sqlite_url
 from ledger.errors import LedgerError
@@ -207,6 +208,35 @@ def cmd_tiles(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_db(_existing(_db_url(args)), body))
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from exchange.restore import load_member, restore_from_peers, restore_from_tiles
+
+    config = _config(args)
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("restoring", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if args.from_tiles is not None:
+            vkey = args.vkey or load_key_file(config.log_key).verifier_key()
+            restored = asyncio.run(
+                restore_from_tiles(config, vkey, args.from_tiles, progress=progress)
+            )
+        else:
+            network, identity = load_member(config)
+            restored = asyncio.run(
+                restore_from_peers(
+                    config, network, identity, peer=args.from_peer, progress=progress
+                )
+            )
+    print(f"restored {restored.size} entries of {restored.origin} from {restored.source}")
+    print("start the node: it rebuilds its views from the restored log")
+    return 0
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
@@ -463,6 +493,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--size", type=_non_negative, help="a signed tree size (default: latest)")
 
+    p = sub.add_parser(
+        "restore",
+        help="restore this node's own log into an empty database, from a peer or a tile export",
+        description=(
+            "Restore the log of the node that --config describes into its (empty) database, "
+            "before the node is started again: from the member of its network holding most "
+            "of it (or --from-peer NAME), over mutual TLS, or from a tile export "
+            "(`kaifang ledger tiles`) with --from-tiles DIR. Every entry is checked against "
+            "a checkpoint signed with the log's own key; nothing unverified is stored."
+        ),
+        epilog="example: kaifang ledger restore --config var/net/east/kaifang.toml",
+    )
+    p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="the node's config")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--from-peer", metavar="NAME", help="this member (default: the largest)")
+    source.add_argument("--from-tiles", type=Path, metavar="DIR", help="a tile export")
+    p.add_argument("--vkey", help="with --from-tiles: the log's verifier key (default: its key)")
+    p.set_defaults(func=cmd_restore)
+
     p = db_command("fsck", "recompute every hash and check every checkpoint", cmd_fsck)
     p.add_argument("--vkey", help="verifier key to check signatures with (default: the stored one)")
 
@@ -582,7 +631,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exit status tells the class of error (clients.errors).
         print(f"kaifang: {type(e).__name__}: {e}", file=sys.stderr)
         return e.exit_code
-    except (LedgerError, ExchangeError, CommandError, ConfigError, SQLAlchemyError, OSError) as e:
+    except (
+        LedgerError, ExchangeError, CommandError, ConfigError, SQLAlchemyError, OSError,
+        RestoreError,
+    ) as e:  # fmt: skip
         print(f"kaifang: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
