@@ -1,0 +1,1 @@
+"""Fault tests: real nodes, with crashes, pauses and broken links between them."""
