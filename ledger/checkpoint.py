@@ -10,11 +10,23 @@ A checkpoint is the note text that commits a log to a tree head::
 The log signs it as a signed note (:mod:`ledger.note`), and witnesses add
 cosignatures (:mod:`ledger.cosignature`). Parsing is strict so that one tree
 head has exactly one body.
+
+**Key rotation.** A log may have several keys, all named after its origin
+and told apart by their key IDs, as C2SP signed-note allows. While a log
+rotates its key it signs each checkpoint with the current key and the next
+one (:func:`sign_checkpoint` takes several signers): a verifier that knows
+either key accepts the checkpoint, and one that knows both rejects it if
+either signature fails. :func:`open_checkpoint` takes the log's keys as a
+sequence and requires a valid signature by at least one of them. The
+checkpoint itself (origin, size, root) does not depend on who signed it:
+one re-signed with another key of the log is the same checkpoint.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.errors import CheckpointError, SignatureError
@@ -116,43 +128,56 @@ def parse_checkpoint(body: str) -> Checkpoint:
     return Checkpoint(origin, size, root, tuple(extensions))
 
 
-def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner) -> str:
-    """Return ``checkpoint`` as a note signed by the log's ``signer``.
+def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner, *more_signers: NoteSigner) -> str:
+    """Return ``checkpoint`` as a note signed by the log's ``signer`` (and ``more_signers``).
 
-    Requires the signer's key name to equal the origin (``ValueError``
-    otherwise): the spec says the log's key name SHOULD match the origin, and
-    :func:`open_checkpoint` relies on it by default.
+    Several signers are the keys of one log during a key rotation: the
+    current key first, then the next. Requires every signer's key name to
+    equal the origin (``ValueError`` otherwise): the spec says the log's key
+    name SHOULD match the origin, and :func:`open_checkpoint` relies on it by
+    default. Requires distinct keys (``ValueError``): one key twice is a
+    mistake, and verifiers would find two lines for one key.
     """
-    if signer.name != checkpoint.origin:
-        raise ValueError(
-            f"log key name {signer.name!r} does not match origin {checkpoint.origin!r}"
-        )
-    return sign_note(checkpoint.body(), [signer])
+    signers = (signer, *more_signers)
+    for i, s in enumerate(signers):
+        if s.name != checkpoint.origin:
+            raise ValueError(f"log key name {s.name!r} does not match origin {checkpoint.origin!r}")
+        if any(hmac.compare_digest(s.key_id, t.key_id) for t in signers[:i]):
+            raise ValueError(f"the log key {s.name}+{s.key_id.hex()} is given twice")
+    return sign_note(checkpoint.body(), signers)
 
 
 def open_checkpoint(
     note: str | bytes,
-    verifier: NoteVerifier,
+    verifier: NoteVerifier | Sequence[NoteVerifier],
     *extra_verifiers: NoteVerifier,
     origin: str | None = None,
 ) -> Checkpoint:
     """Verify a signed checkpoint from the log whose key is ``verifier`` and parse it.
 
-    The log's own signature must be present and valid. Signatures by
-    ``extra_verifiers`` (e.g. witnesses) are checked when present: a bad one
-    rejects the note, a missing one does not. Other signatures are ignored.
-    The origin must equal ``origin``, or the log key's name when ``origin`` is
-    None, so that a checkpoint of another log signed by the same key is refused.
+    ``verifier`` is the log's key, or a sequence of its keys (during and
+    after a key rotation): a valid signature by at least one of them must be
+    present. Signatures by the other log keys and by ``extra_verifiers``
+    (e.g. witnesses) are checked when present: a bad one rejects the note, a
+    missing one does not. Other signatures are ignored. The origin must
+    equal ``origin``, or the (first) log key's name when ``origin`` is None,
+    so that a checkpoint of another log signed by the same key is refused.
 
-    Raises :class:`~ledger.errors.NoteFormatError` for a malformed note,
-    :class:`SignatureError` for a missing or invalid signature and
-    :class:`CheckpointError` for a malformed body or a wrong origin.
+    Requires at least one log key and no two keys with the same name and key
+    ID (``ValueError``). Raises :class:`~ledger.errors.NoteFormatError` for a
+    malformed note, :class:`SignatureError` for a missing or invalid
+    signature and :class:`CheckpointError` for a malformed body or a wrong
+    origin.
     """
-    parsed, verified = open_note(note, [verifier, *extra_verifiers])
-    if not any(v is verifier for v in verified):
-        raise SignatureError(f"checkpoint is not signed by the log key {verifier.name}")
+    log_keys = tuple(verifier) if isinstance(verifier, Sequence) else (verifier,)
+    if not log_keys:
+        raise ValueError("no log key to verify the checkpoint with")
+    parsed, verified = open_note(note, [*log_keys, *extra_verifiers])
+    if not any(v is key for v in verified for key in log_keys):
+        names = ", ".join(sorted({f"{k.name}+{k.key_id.hex()}" for k in log_keys}))
+        raise SignatureError(f"checkpoint is not signed by the log key {names}")
     checkpoint = parse_checkpoint(parsed.text)
-    expected = verifier.name if origin is None else origin
+    expected = log_keys[0].name if origin is None else origin
     if checkpoint.origin != expected:
         raise CheckpointError(f"checkpoint origin {checkpoint.origin!r} is not {expected!r}")
     return checkpoint

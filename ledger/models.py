@@ -6,6 +6,10 @@ proves the two agree.
 
 - ``logs``: one row per log the database holds (the node's own, and later
   the replicas of its peers' logs), keyed by a small surrogate id.
+- ``log_keys``: every verifier key a log accepts checkpoints from: the key
+  it was created with and any key added since (a key rotation: the next key
+  signs beside the current one, then alone). A key once accepted stays, so
+  that checkpoints it signed keep verifying.
 - ``entries``: the entries, verbatim, each with its RFC 6962 leaf hash and
   the hashes of the complete subtrees that appending it completed (see
   :func:`ledger.merkle.node_home`). Unique leaf hashes per log give strong
@@ -13,8 +17,8 @@ proves the two agree.
 - ``checkpoints``: every checkpoint the log signed (or, for a replica, every
   checkpoint received from its origin), as the verbatim signed note.
 
-``entries`` and ``checkpoints`` are append-only: triggers in the migration
-make the database refuse UPDATE and DELETE on them.
+``logs``, ``log_keys``, ``entries`` and ``checkpoints`` are append-only:
+triggers in the migrations make the database refuse UPDATE and DELETE on them.
 """
 
 from __future__ import annotations
@@ -58,10 +62,25 @@ class Log(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # The checkpoint origin line, e.g. "east.kaifang.example/log".
     origin: Mapped[str] = mapped_column(String(255), unique=True)
-    # The log's C2SP verifier key (name+keyid+base64), used by fsck and by
-    # readers that check what they are served.
+    # The C2SP verifier key (name+keyid+base64) the log was created with; it
+    # is also the first row of log_keys, which holds every key it accepts.
     vkey: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LogKey(Base):
+    """A verifier key whose signatures a log's checkpoints may carry.
+
+    Read by the log's own writer (it signs only with accepted keys), by fsck
+    and by readers that check what they are served.
+    """
+
+    __tablename__ = "log_keys"
+
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"), primary_key=True)
+    # C2SP verifier key, name+keyid+base64; its name is the log's origin.
+    vkey: Mapped[str] = mapped_column(Text, primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Entry(Base):

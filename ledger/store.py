@@ -21,6 +21,16 @@ dominates.
 
 :class:`Sequencer` batches concurrent appends of one process into such
 transactions, so that many appends share one commit and one signature.
+
+**Keys.** A log accepts checkpoints signed by any of its keys (the
+``log_keys`` table): the key it was created with, and each key added since
+by :meth:`LogStore.accept_key`. A checkpoint may be signed by several of
+them at once, which is how a log rotates its key: the next key is accepted,
+then signs beside the current one, then alone. The write path signs only
+with accepted keys (:class:`~ledger.errors.KeyMismatchError` otherwise), so
+that a key file lost and recreated, or the wrong file named, never signs for
+the log; and :meth:`LogStore.fsck` checks every stored checkpoint against
+them all. Keys are never removed: the checkpoints they signed stay verifiable.
 """
 
 from __future__ import annotations
@@ -65,8 +75,8 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ledger.models import Base, Entry, Log, LogKey
 from ledger.models import Checkpoint as CheckpointRow
-from ledger.models import Entry, Log
 from ledger.note import Signer, Verifier
 from ledger.receipt import Receipt
 
@@ -95,6 +105,14 @@ def check_entry_sizes(datas: Sequence[bytes]) -> None:
 def utc_now() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
+
+
+# What signs a checkpoint: the log's key, or its keys (current first) while it rotates.
+LogSigners = Signer | Sequence[Signer]
+
+
+def _signers(signer: LogSigners) -> tuple[Signer, ...]:
+    return (signer,) if isinstance(signer, Signer) else tuple(signer)
 
 
 @dataclass(frozen=True)
@@ -264,12 +282,20 @@ class LogStore:
     private ``_…`` helpers take the unit's connection.
     """
 
-    def __init__(self, db: Database, log_id: int, origin: str, vkey: str) -> None:
-        """Use :meth:`open` or :meth:`create`; this binds an already-known log row."""
+    def __init__(
+        self, db: Database, log_id: int, origin: str, vkey: str, vkeys: Sequence[str] = ()
+    ) -> None:
+        """Use :meth:`open` or :meth:`create`; this binds an already-known log row.
+
+        ``vkey`` is the key the log was created with, ``vkeys`` every key it
+        accepts (``vkey`` is always among them).
+        """
         self.db = db
         self.log_id = log_id
         self.origin = origin
         self.vkey = vkey
+        # Every key the log accepts, in the order they were added.
+        self.vkeys: tuple[str, ...] = tuple(dict.fromkeys([vkey, *vkeys]))
         # The right border of the tree as this process last wrote it; reloaded
         # whenever another writer has appended since.
         self._border: CompactRange | None = None
@@ -294,25 +320,92 @@ class LogStore:
                 raise UnknownLogError(f"the database holds no log with origin {origin[:200]!r}")
             raise UnknownLogError(f"the database holds {len(rows) or 'no'} logs; name the origin")
         log_id, found_origin, vkey = rows[0]
-        return cls(db, log_id, found_origin, vkey)
+        return cls(db, log_id, found_origin, vkey, await db.read(_keys_of(log_id)))
 
     @classmethod
     async def create(
         cls, db: Database, origin: str, vkey: str, *, clock: Clock = utc_now
     ) -> LogStore:
-        """Return the log named ``origin``, creating its row if it does not exist yet."""
-        values = {"origin": origin, "vkey": vkey, "created_at": clock()}
+        """Return the log named ``origin``, creating it with the key ``vkey`` if it does not exist.
+
+        An existing log is returned as it is: ``vkey`` is not added to the
+        keys it accepts (:meth:`accept_key` does that), so signing for it
+        with a key it never accepted still fails.
+        """
+        now = clock()
+        values = {"origin": origin, "vkey": vkey, "created_at": now}
         statement = _insert_ignore(db, Log, values, ["origin"])
-        await db.write(lambda conn: conn.execute(statement))
+
+        def run(conn: Connection) -> None:
+            conn.execute(statement)
+            # The key the log was created with is its first accepted key
+            # (a no-op for an existing log, whose row already says so).
+            log_id, first = conn.execute(select(Log.id, Log.vkey).where(Log.origin == origin)).one()
+            key = {"log_id": log_id, "vkey": first, "added_at": now}
+            conn.execute(_insert_ignore(db, LogKey, key, ["log_id", "vkey"]))
+
+        await db.write(run)
         return await cls.open(db, origin)
+
+    # -- keys ---------------------------------------------------------------
+
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The verifiers of every key the log accepts, in the order they were added."""
+        return tuple(Verifier.from_vkey(v) for v in self.vkeys)
+
+    async def reload_keys(self) -> tuple[str, ...]:
+        """Read the accepted keys again (another process may have added one); return them."""
+        self.vkeys = tuple(dict.fromkeys([self.vkey, *await self.db.read(_keys_of(self.log_id))]))
+        return self.vkeys
+
+    async def accept_key(self, vkey: str, *, clock: Clock = utc_now) -> bool:
+        """Accept checkpoints signed by ``vkey`` from now on; return whether it is new.
+
+        The key's name must be the log's origin (:class:`KeyMismatchError`
+        otherwise; :class:`~ledger.errors.KeyFormatError` for a malformed
+        key). Who may add a key is the caller's decision: a node adds its
+        next key only once its current key is known to be accepted
+        (:meth:`check_signers`), a replica adds the keys the network file
+        lists for its origin. A key once accepted stays accepted.
+        """
+        verifier = Verifier.from_vkey(vkey)
+        if verifier.name != self.origin:
+            raise KeyMismatchError(
+                f"the key {vkey} is named {verifier.name!r}, not after log {self.origin!r}"
+            )
+        vkey = verifier.verifier_key()  # one spelling per key
+        if vkey in await self.reload_keys():
+            return False
+        values = {"log_id": self.log_id, "vkey": vkey, "added_at": clock()}
+        statement = _insert_ignore(self.db, LogKey, values, ["log_id", "vkey"])
+        await self.db.write(lambda conn: conn.execute(statement))
+        await self.reload_keys()
+        return True
+
+    async def check_signers(self, signer: LogSigners) -> None:
+        """Raise :class:`KeyMismatchError` unless the log accepts every key of ``signer``."""
+        signers = _signers(signer)
+        if not signers:
+            raise KeyMismatchError(f"no key to sign checkpoints of log {self.origin} with")
+        if any(s.verifier_key() not in self.vkeys for s in signers):
+            # Another process may have accepted a key since this store was opened.
+            await self.reload_keys()
+        for s in signers:
+            if s.verifier_key() not in self.vkeys:
+                # A key file lost and recreated must not start signing for the log.
+                raise KeyMismatchError(
+                    f"the signing key {s.verifier_key()} is not the key of log {self.origin} "
+                    f"(it accepts {', '.join(self.vkeys)})"
+                )
 
     # -- write side -------------------------------------------------------
 
     async def sequence(
-        self, datas: Sequence[bytes], signer: Signer, *, clock: Clock = utc_now
+        self, datas: Sequence[bytes], signer: LogSigners, *, clock: Clock = utc_now
     ) -> tuple[list[int], SignedCheckpoint]:
         """Durably append ``datas`` in one transaction and sign a checkpoint covering them.
 
+        ``signer`` is the log's key, or its keys (each signs the checkpoint).
         Returns each entry's index (the first index for an entry already in the
         log) and the checkpoint. Raises :class:`EntryTooLargeError` before
         writing anything if an entry exceeds :data:`MAX_ENTRY_SIZE`.
@@ -325,7 +418,7 @@ class LogStore:
     async def sequence_with(
         self,
         work: Callable[[Connection, Appender], T],
-        signer: Signer,
+        signer: LogSigners,
         *,
         clock: Clock = utc_now,
     ) -> tuple[T, SignedCheckpoint]:
@@ -335,18 +428,16 @@ class LogStore:
         other tables on the same connection: everything commits together with
         the entries and their checkpoint, or nothing does (if ``work`` raises).
         This is how a caller keeps state derived from the log in step with it.
+        Raises :class:`KeyMismatchError` before writing anything if the log
+        does not accept every key of ``signer``.
         """
-        if signer.verifier_key() != self.vkey:
-            # A key file lost and recreated must not start signing for the log.
-            raise KeyMismatchError(
-                f"the signing key {signer.verifier_key()} is not the key of log "
-                f"{self.origin} ({self.vkey})"
-            )
+        signers = _signers(signer)
+        await self.check_signers(signers)
 
         def run(conn: Connection) -> tuple[T, SignedCheckpoint, CompactRange, list[_EntryRow]]:
             appender = Appender(self, conn)
             result = work(conn, appender)
-            checkpoint = appender.finish(signer, clock)
+            checkpoint = appender.finish(signers, clock)
             return result, checkpoint, appender.border, appender.written
 
         result, checkpoint, border, written = await self.db.write(run)
@@ -480,14 +571,14 @@ class LogStore:
             cursor.close()
 
     def _checkpoint_for(
-        self, conn: Connection, border: CompactRange, signer: Signer, clock: Clock
+        self, conn: Connection, border: CompactRange, signer: LogSigners, clock: Clock
     ) -> SignedCheckpoint:
         """Return the checkpoint at the border's size, signing and storing it if new."""
         row = _LATEST.first(conn, {"log_id": self.log_id})
         if row is not None and int(row[0]) == border.size:
             return SignedCheckpoint(int(row[0]), bytes(row[1]), row[2])
         root = border.root()
-        note = sign_checkpoint(Checkpoint(self.origin, border.size, root), signer)
+        note = sign_checkpoint(Checkpoint(self.origin, border.size, root), *_signers(signer))
         values = {"log_id": self.log_id, "size": border.size, "root_hash": root, "note": note,
                   "signed_at": clock()}  # fmt: skip
         _INSERT_CHECKPOINT.run(conn, values)
@@ -721,16 +812,23 @@ class LogStore:
 
     # -- checking ---------------------------------------------------------
 
-    async def fsck(self, verifier: Verifier | None = None, *, batch: int = 5000) -> int:
+    async def fsck(
+        self, verifier: Verifier | Sequence[Verifier] | None = None, *, batch: int = 5000
+    ) -> int:
         """Recompute every hash from the entries and check every stored checkpoint.
 
         Checks that indices run from 0 without gaps, each stored leaf hash and
         subtree hash equals its recomputation, and each checkpoint's root equals
-        the recomputed root at its size and its note is signed by the log key
-        (``verifier``, or the key recorded with the log). Returns the number of
-        entries checked; raises :class:`FsckError` naming the first mismatch.
+        the recomputed root at its size and its note is signed by a log key
+        (``verifier``, or any of the keys the log accepts) and by no key of
+        them with a bad signature. Returns the number of entries checked;
+        raises :class:`FsckError` naming the first mismatch.
         """
-        verifier = verifier or Verifier.from_vkey(self.vkey)
+        if verifier is None:
+            await self.reload_keys()
+            verifiers: tuple[Verifier, ...] = self.verifiers()
+        else:
+            verifiers = (verifier,) if isinstance(verifier, Verifier) else tuple(verifier)
         query = (
             select(CheckpointRow.size, CheckpointRow.root_hash, CheckpointRow.note)
             .where(CheckpointRow.log_id == self.log_id)
@@ -749,7 +847,7 @@ class LogStore:
         def check_checkpoints() -> None:
             nonlocal next_cp
             while next_cp is not None and next_cp[0] == border.size:
-                _check_checkpoint(self.origin, verifier, border, *next_cp)
+                _check_checkpoint(self.origin, verifiers, border, *next_cp)
                 next_cp = next(pending, None)
 
         check_checkpoints()
@@ -791,11 +889,24 @@ def _all_rows(query: Select[Any], conn: Connection) -> Sequence[Row[Any]]:
     return conn.execute(query).all()
 
 
+def _keys_of(log_id: int) -> Callable[[Connection], list[str]]:
+    """A unit of work reading the keys ``log_id`` accepts, in the order they were added."""
+    query = (
+        select(LogKey.vkey).where(LogKey.log_id == log_id).order_by(LogKey.added_at, LogKey.vkey)
+    )
+    return lambda conn: list(conn.execute(query).scalars())
+
+
 def _check_checkpoint(
-    origin: str, verifier: Verifier, border: CompactRange, size: int, root: bytes, note: str
+    origin: str,
+    verifiers: Sequence[Verifier],
+    border: CompactRange,
+    size: int,
+    root: bytes,
+    note: str,
 ) -> None:
     try:
-        signed = open_checkpoint(note, verifier)
+        signed = open_checkpoint(note, verifiers, origin=origin)
     except LedgerError as e:
         raise FsckError(f"checkpoint at size {size}: {e}") from e
     computed = border.root()
@@ -811,7 +922,7 @@ def _check_checkpoint(
 
 
 def _insert_ignore(
-    db: Database, table: type[Log], values: dict[str, object], keys: list[str]
+    db: Database, table: type[Base], values: dict[str, object], keys: list[str]
 ) -> Executable:
     """An INSERT that does nothing if a row with the same ``keys`` exists."""
     if db.is_sqlite:
@@ -869,8 +980,11 @@ class Appender:
             indices.append(index)
         return indices
 
-    def finish(self, signer: Signer, clock: Clock) -> SignedCheckpoint:
-        """Write the appended rows and return the checkpoint at the new size, signed if new."""
+    def finish(self, signer: LogSigners, clock: Clock) -> SignedCheckpoint:
+        """Write the appended rows and return the checkpoint at the new size, signed if new.
+
+        The caller has checked that the log accepts every key of ``signer``.
+        """
         store = self._store
         if self._rows:
             sql = _INSERT_ENTRIES.format(store.db.placeholders(5))
@@ -892,12 +1006,12 @@ class Sequencer:
     def __init__(
         self,
         store: LogStore,
-        signer: Signer,
+        signer: LogSigners,
         *,
         max_batch: int = 4096,
         clock: Clock = utc_now,
     ) -> None:
-        """Serve appends to ``store``, signing checkpoints with ``signer``."""
+        """Serve appends to ``store``, signing checkpoints with ``signer`` (each of its keys)."""
         self.store = store
         self.signer = signer
         self.max_batch = max_batch
