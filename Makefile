@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PROTOS  := $(shell find proto -name '*.proto' | sort)
 PACKAGES := ledger exchange clients
 
-.PHONY: help run test lint reformat protos check-protos migrate bench clean
+.PHONY: help run test demo lint reformat protos check-protos migrate bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ run: $(STAMP) ## Set up and run a node on 127.0.0.1:50051 (var/kaifang.db; the s
 
 test: $(STAMP) ## Set up and run every test (SQLite and PostgreSQL legs).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) ## A tour: three exchanges in var/demo, used through the kaifang command.
+	$(PY) -m clients.demo
 
 lint: $(STAMP) ## ruff format check, ruff lint, mypy strict on the packages.
 	$(VENV)/bin/ruff format --check .
