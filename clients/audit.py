@@ -28,6 +28,14 @@ failed (``logs.<origin>.checkpoint``, ``witnesses``, ``entries[3].proof``,
 ``entries[3].leaf``, ``chain``, …). :func:`report` renders a verified
 bundle as a timeline a person can read. Fetching the histories and reading
 files is the caller's business.
+
+**Log keys.** A bundle names one ``vkey`` per log, the key whose signature
+on the checkpoint it relies on. A log that rotates its key has several
+(C2SP signed-note: a note may carry several signatures): the exporter is
+given all of an origin's keys and writes the first that signed the
+checkpoint, and a verifier that pins keys accepts a bundle whose ``vkey``
+is any of the keys it pins for that origin (and checks the signatures of
+the others, if the checkpoint carries them).
 """
 
 from __future__ import annotations
@@ -141,7 +149,7 @@ def _merge_checkpoint(notes: dict[str, str], origin: str, note: str) -> None:
 def build_bundle(
     subject: Subject,
     histories: Sequence[api.GetHistoryResponse],
-    vkeys: Mapping[str, str],
+    vkeys: Mapping[str, str | Sequence[str]],
     witnesses: Sequence[str],
 ) -> dict[str, Any]:
     """Assemble an audit bundle of ``subject`` from ``GetHistory`` responses.
@@ -150,7 +158,10 @@ def build_bundle(
     the histories of the parties that signed its entries
     (:func:`signing_parties`), of which only each party's registration and
     key rotations are kept. ``vkeys`` maps each origin to its log's verifier
-    key; ``witnesses`` are cosigner verifier keys, written as given.
+    key, or to its keys (a log rotating its key, the current key first):
+    the bundle names the first of them whose signature the checkpoint
+    carries (the first of them if none does: verification will say so).
+    ``witnesses`` are cosigner verifier keys, written as given.
 
     Requires every history of one origin to be proven against one
     checkpoint (their cosignatures are pooled), a verifier key for every
@@ -190,10 +201,33 @@ def build_bundle(
     return {
         "format": FORMAT,
         "subject": {kind: value},
-        "logs": {o: {"vkey": vkeys[o], "checkpoint": note} for o, note in sorted(notes.items())},
+        "logs": {
+            o: {"vkey": _signing_key(_key_list(vkeys[o]), note), "checkpoint": note}
+            for o, note in sorted(notes.items())
+        },
         "witnesses": list(witnesses),
         "entries": entries + keys,
     }
+
+
+def _key_list(keys: str | Sequence[str]) -> tuple[str, ...]:
+    """One verifier key, or several, as a tuple of keys without surrounding spaces."""
+    return (keys.strip(),) if isinstance(keys, str) else tuple(k.strip() for k in keys)
+
+
+def _signing_key(vkeys: Sequence[str], note: str) -> str:
+    """The first of ``vkeys`` (a log's keys) with a signature line on ``note`` (unverified)."""
+    if not vkeys:
+        raise ValueError("an origin is given no verifier key")
+    lines = {(s.name, s.key_id) for s in parse_note(note).signatures}
+    for vkey in vkeys:
+        try:
+            verifier = Verifier.from_vkey(vkey)
+        except LedgerError as e:
+            raise ValueError(f"log verifier key {vkey!r}: {e}") from e
+        if (verifier.name, verifier.key_id) in lines:
+            return vkey
+    return vkeys[0]
 
 
 def dumps(bundle: Mapping[str, Any]) -> bytes:
@@ -404,7 +438,7 @@ def _open_logs(
     shape: _Shape,
     witnesses: Sequence[CosignatureVerifier],
     k: int,
-    pinned_vkeys: Mapping[str, str] | None,
+    pinned_vkeys: Mapping[str, str | Sequence[str]] | None,
 ) -> dict[str, VerifiedLog]:
     logs = {}
     for origin, (vkey, note) in sorted(shape.logs.items()):
@@ -415,18 +449,33 @@ def _open_logs(
             raise BundleError(f"{what}.vkey", f"is not a verifier key: {e}") from e
         if verifier.name != origin:
             raise BundleError(f"{what}.vkey", f"is the key of {verifier.name!r}, not of {origin!r}")
+        # The pinned keys of this log other than the bundle's: their
+        # signatures, when present, must verify too (C2SP signed-note).
+        others: list[Verifier] = []
         if pinned_vkeys is not None:
             pinned = pinned_vkeys.get(origin)
             if pinned is None:
                 raise BundleError(f"{what}.vkey", f"no key is pinned for log {origin}")
-            if pinned.strip() != vkey.strip():
-                raise BundleError(f"{what}.vkey", f"is not the key pinned for log {origin}")
+            keys = _key_list(pinned)
+            if vkey.strip() not in keys:
+                raise BundleError(f"{what}.vkey", f"is not a key pinned for log {origin}")
+            for other in keys:
+                if other != vkey.strip():
+                    try:
+                        others.append(Verifier.from_vkey(other))
+                    except LedgerError as e:
+                        raise ValueError(f"pinned key {other!r} of log {origin}: {e}") from e
         try:
-            witnessed = open_witnessed(note, verifier, witnesses, k, origin=origin)
+            witnessed = open_witnessed(note, [verifier, *others], witnesses, k, origin=origin)
         except WitnessPolicyError as e:
             raise BundleError("witnesses", str(e)) from e
         except CheckpointVerificationError as e:
             raise BundleError(f"{what}.checkpoint", str(e)) from e
+        if verifier.verifier_key() not in witnessed.log_keys:
+            # Another pinned key signed, not the one the bundle names.
+            raise BundleError(
+                f"{what}.checkpoint", f"is not signed by the bundle's key {verifier.verifier_key()}"
+            )
         logs[origin] = VerifiedLog(
             origin, vkey, witnessed.checkpoint, witnessed.witnesses, pinned_vkeys is not None
         )
@@ -587,7 +636,7 @@ def verify_bundle(
     bundle: Mapping[str, Any],
     *,
     min_cosignatures: int | None = None,
-    pinned_vkeys: Mapping[str, str] | None = None,
+    pinned_vkeys: Mapping[str, str | Sequence[str]] | None = None,
     pinned_witnesses: Iterable[str] | None = None,
     register_key: bytes | None = None,
     operator_keys: Mapping[str, bytes] | None = None,
@@ -596,7 +645,8 @@ def verify_bundle(
     """Verify an audit bundle; raise :class:`BundleError` naming the first failure.
 
     Checks, in this order: the shape; each log's verifier key (its name is
-    the origin; equal to ``pinned_vkeys[origin]`` if keys are pinned);
+    the origin; one of ``pinned_vkeys[origin]``, a key or a sequence of
+    the log's keys, if keys are pinned);
     each checkpoint's signature, and cosignatures by at least
     ``min_cosignatures`` of the bundle's witnesses (default 1 if it lists
     any, else 0; with ``pinned_witnesses``, every listed witness must be a
@@ -615,7 +665,7 @@ def verify_bundle(
     ``progress`` is called with the number of entries whose signatures are
     checked so far, every few hundred entries and at the end. Raises
     ``ValueError`` if ``register_key`` or an operator key is not an
-    Ed25519 public key.
+    Ed25519 public key, or a pinned log key is not a verifier key.
     """
     shape = _shape(bundle)
     register = None if register_key is None else _authority(register_key, "register key")

@@ -1,7 +1,7 @@
 """What a client trusts, and the checks it runs before it believes a server.
 
-Pure: a :class:`Trust` holds the log verifier keys (one per origin), the
-witnesses' cosigner keys and the witness policy (at least ``k`` of them must
+Pure: a :class:`Trust` holds the log verifier keys (one or more per
+origin), the witnesses' cosigner keys and the witness policy (at least ``k`` of them must
 have cosigned a checkpoint); the functions here check receipts, checkpoints
 and histories against it and return parsed values, or raise a typed
 :class:`~clients.errors.VerificationError`. They never return a bool: a
@@ -12,6 +12,15 @@ every member's log key, witness key and the register authority's key; a
 single node's log key is printed by ``kaifang ledger vkey``. A client with
 no key for an origin refuses that origin's receipts rather than trusting
 them on first use.
+
+**Log key rotation.** A log may have several keys, all named after its
+origin: while it rotates its key, it signs each checkpoint with the current
+and the next key; afterwards with the new key alone. A client that trusts
+any one of an origin's keys accepts checkpoints that key signed; one that
+trusts several accepts a checkpoint signed by any of them and rejects one
+carrying a bad signature by any of them (C2SP signed-note). ``Trust.logs``
+holds each origin's current key and ``Trust.other_log_keys`` the others (a
+network file's ``other_vkeys``, or further ``--vkey`` values of one origin).
 """
 
 from __future__ import annotations
@@ -43,15 +52,21 @@ class Witnessed:
 
     checkpoint: Checkpoint
     witnesses: tuple[str, ...]  # the names of the witnesses whose cosignatures verified
+    # The verifier keys of the log's keys whose signatures verified (several
+    # while the log rotates its key), in the note's order.
+    log_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Trust:
     """The keys a client believes, and how many witnesses must cosign a checkpoint.
 
-    ``logs`` maps an origin to its log's C2SP verifier key; ``witnesses`` are
-    C2SP cosigner verifier keys (type 0x04); ``min_cosignatures`` is k of the
-    k-of-n witness policy (0: the log's signature suffices).
+    ``logs`` maps an origin to its log's C2SP verifier key, and
+    ``other_log_keys`` an origin to its log's other keys, if it has any (a
+    key rotation): a checkpoint signed by any of them is the log's.
+    ``witnesses`` are C2SP cosigner verifier keys (type 0x04);
+    ``min_cosignatures`` is k of the k-of-n witness policy (0: the log's
+    signature suffices).
     ``register_public_key`` and ``operator_keys`` (origin → raw Ed25519 key)
     let the register's and operators' statement signatures be checked too.
     """
@@ -61,12 +76,16 @@ class Trust:
     min_cosignatures: int = 0
     register_public_key: bytes | None = None
     operator_keys: Mapping[str, bytes] = field(default_factory=dict)
+    other_log_keys: Mapping[str, tuple[Verifier, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_cosignatures <= len(self.witnesses):
             raise ValueError(
                 f"witness policy {self.min_cosignatures} of {len(self.witnesses)} cannot be met"
             )
+        for origin in self.other_log_keys:
+            if origin not in self.logs:
+                raise ValueError(f"log {origin!r} has other keys but no current key")
 
     @classmethod
     def from_keys(
@@ -77,23 +96,30 @@ class Trust:
     ) -> Trust:
         """Trust the logs of ``vkeys`` and the cosigners ``witnesses``.
 
+        Several keys with one name are keys of one log (a key rotation): the
+        first is its current key, the others go to ``other_log_keys``.
         ``min_cosignatures`` defaults to 0; raises ``ValueError`` for a
         malformed key (the message names it) or an impossible policy.
         """
         logs: dict[str, Verifier] = {}
+        others: dict[str, tuple[Verifier, ...]] = {}
         for vkey in vkeys:
             try:
                 verifier = Verifier.from_vkey(vkey)
             except LedgerError as e:
                 raise ValueError(f"log verifier key {vkey!r}: {e}") from e
-            logs[verifier.name] = verifier
+            known = logs.get(verifier.name)
+            if known is None:
+                logs[verifier.name] = verifier
+            elif all(v.key_id != verifier.key_id for v in (known, *others.get(known.name, ()))):
+                others[verifier.name] = (*others.get(verifier.name, ()), verifier)
         cosigners = []
         for vkey in witnesses:
             try:
                 cosigners.append(CosignatureVerifier.from_vkey(vkey))
             except LedgerError as e:
                 raise ValueError(f"witness key {vkey!r}: {e}") from e
-        return cls(logs, tuple(cosigners), min_cosignatures or 0)
+        return cls(logs, tuple(cosigners), min_cosignatures or 0, other_log_keys=others)
 
     @classmethod
     def from_network(cls, path: Path, min_cosignatures: int | None = None) -> Trust:
@@ -114,6 +140,7 @@ class Trust:
         k = (others // 2 + 1 if others else 0) if min_cosignatures is None else min_cosignatures
         return cls(
             logs={m.name: m.verifier() for m in network.members},
+            other_log_keys={m.name: m.verifiers()[1:] for m in network.members if m.other_vkeys},
             witnesses=witnesses,
             min_cosignatures=k,
             register_public_key=network.register_public_key,
@@ -121,7 +148,7 @@ class Trust:
         )
 
     def log(self, origin: str) -> Verifier:
-        """The verifier key of ``origin``'s log; :class:`CheckpointVerificationError` if unknown."""
+        """The current key of ``origin``'s log; :class:`CheckpointVerificationError` if unknown."""
         try:
             return self.logs[origin]
         except KeyError:
@@ -130,10 +157,25 @@ class Trust:
                 f"known: {', '.join(sorted(self.logs)) or 'none'}"
             ) from None
 
+    def log_keys(self, origin: str) -> tuple[Verifier, ...]:
+        """Every key of ``origin``'s log, the current one first.
+
+        Raises :class:`CheckpointVerificationError` if the origin is unknown.
+        """
+        return (self.log(origin), *self.other_log_keys.get(origin, ()))
+
+    def vkeys(self) -> dict[str, tuple[str, ...]]:
+        """Every origin's log keys as verifier key strings, the current one first.
+
+        What :func:`clients.audit.build_bundle` and the ``pinned_vkeys`` of
+        :func:`clients.audit.verify_bundle` take.
+        """
+        return {o: tuple(v.verifier_key() for v in self.log_keys(o)) for o in self.logs}
+
 
 def open_witnessed(
     note: str,
-    log: Verifier,
+    log: Verifier | Sequence[Verifier],
     witnesses: Sequence[CosignatureVerifier],
     min_cosignatures: int,
     *,
@@ -141,46 +183,56 @@ def open_witnessed(
 ) -> Witnessed:
     """Verify a checkpoint signed by ``log`` and cosigned by at least k ``witnesses``.
 
-    A cosignature by a listed witness that does not verify rejects the note
-    (C2SP signed-note rule); cosignatures by keys not listed are ignored. The
-    origin must be ``origin`` (default: the log key's name).
+    ``log`` is the log's key, or its keys (a key rotation): a valid signature
+    by at least one of them is required. A signature by a listed log key or
+    witness that does not verify rejects the note (C2SP signed-note rule);
+    signatures by keys not listed are ignored. The origin must be ``origin``
+    (default: the (first) log key's name).
 
     Raises :class:`CheckpointVerificationError` if the log's signature or the
     body fails, :class:`WitnessPolicyError` if fewer than
     ``min_cosignatures`` listed witnesses cosigned.
     """
-    # A witness whose key is also the log's (same name and id) would count
-    # the log's own signature as a cosignature; leave such a key out.
-    cosigners = [w for w in witnesses if (w.name, w.key_id) != (log.name, log.key_id)]
+    keys = (log,) if isinstance(log, Verifier) else tuple(log)
+    if not keys:
+        raise CheckpointVerificationError("no key of the log to verify its checkpoint with")
+    name = keys[0].name
+    # Each key once; a witness whose key is also the log's (same name and id)
+    # would count the log's own signature as a cosignature: leave it out.
+    ids = {(k.name, k.key_id): k for k in keys}
+    keys = tuple(ids.values())
+    cosigners = [w for w in witnesses if (w.name, w.key_id) not in ids]
     try:
-        parsed, verified = open_note(note, [log, *cosigners])
+        parsed, verified = open_note(note, [*keys, *cosigners])
     except (LedgerError, ValueError) as e:
-        raise CheckpointVerificationError(f"checkpoint of {log.name}: {e}") from e
-    if not any(v is log for v in verified):
-        raise CheckpointVerificationError(f"checkpoint is not signed by the log key {log.name}")
+        raise CheckpointVerificationError(f"checkpoint of {name}: {e}") from e
+    signed_by = tuple(v for v in verified if any(v is k for k in keys))
+    if not signed_by:
+        raise CheckpointVerificationError(f"checkpoint is not signed by the log key {name}")
     try:
         checkpoint = parse_checkpoint(parsed.text)
     except LedgerError as e:
-        raise CheckpointVerificationError(f"checkpoint of {log.name}: {e}") from e
-    expected = log.name if origin is None else origin
+        raise CheckpointVerificationError(f"checkpoint of {name}: {e}") from e
+    expected = name if origin is None else origin
     if checkpoint.origin != expected:
         raise CheckpointVerificationError(
             f"checkpoint origin {checkpoint.origin!r} is not {expected!r}"
         )
-    names = tuple(v.name for v in verified if v is not log)
+    names = tuple(v.name for v in verified if not any(v is k for k in keys))
     if len(names) < min_cosignatures:
         raise WitnessPolicyError(
             f"checkpoint {checkpoint.origin} size {checkpoint.size} is cosigned by "
             f"{len(names)} trusted witness(es) ({', '.join(names) or 'none'}); "
             f"the policy requires {min_cosignatures} of {len(witnesses)}"
         )
-    return Witnessed(checkpoint, names)
+    log_keys = tuple(k.verifier_key() for k in signed_by if isinstance(k, Verifier))
+    return Witnessed(checkpoint, names, log_keys)
 
 
 def verify_checkpoint(trust: Trust, note: str, origin: str, *, witnessed: bool = True) -> Witnessed:
     """Verify ``origin``'s checkpoint under ``trust``, with its witness policy if ``witnessed``."""
     k = trust.min_cosignatures if witnessed else 0
-    return open_witnessed(note, trust.log(origin), trust.witnesses, k)
+    return open_witnessed(note, trust.log_keys(origin), trust.witnesses, k)
 
 
 def verify_inclusion(

@@ -8,6 +8,9 @@ listen = "127.0.0.1:50051"             # gRPC address, host:port (port 0 picks o
 database = "sqlite+aiosqlite:///kaifang.db"   # SQLAlchemy URL (sqlite+aiosqlite or
                                        # postgresql+asyncpg)
 log_key = "log.key"                    # the log's Ed25519 signer key file
+log_key_next = "log-next.key"          # optional: the log's next key, during a key
+                                       # rotation (created if missing); checkpoints are
+                                       # then signed by both keys
 operator_key = "operator.key"          # this exchange operator's key (grants roles)
 register_key = "register.key"          # the register authority's key file (a local or
                                        # demo node); the node uses its public half only
@@ -47,6 +50,17 @@ federation key and certificate, which name ``localhost`` and ``127.0.0.1`` as
 well as the member. The files are read when the node starts, by
 :func:`exchange.network.load_client_tls`, which refuses a key file that group
 or others can access.
+
+**Rotating the log key.** ``log_key_next`` names a second key of the same
+log (same name, the origin; another key ID). While it is set, the node
+accepts that key for its log (:meth:`ledger.store.LogStore.accept_key`) and
+signs every new checkpoint with both keys, so verifiers that know either
+accept them. To retire the old key, move the next key into ``log_key`` and
+drop ``log_key_next``: checkpoints are then signed by the new key alone, and
+the log still accepts the old key for the checkpoints it signed. A
+``log_key`` the log never accepted is refused
+(:class:`~ledger.errors.KeyMismatchError`), as before: a key file lost and
+recreated never signs for the log.
 
 Relative paths (the key file, an SQLite database file) are relative to the
 directory of the configuration file, or to the working directory for the
@@ -93,6 +107,7 @@ KEYS = frozenset(
         "listen",
         "database",
         "log_key",
+        "log_key_next",
         "operator_key",
         "register_key",
         "register_public_key",
@@ -158,6 +173,8 @@ class NodeConfig:
     listen: str
     database: str
     log_key: Path
+    # The log's next key during a key rotation: checkpoints are signed by both.
+    log_key_next: Path | None = None
     # None: beside the log key, named operator.key / register.key.
     operator_key: Path | None = None
     register_key: Path | None = None
@@ -429,6 +446,10 @@ def load_config(path: Path | None) -> NodeConfig:
         config = replace(config, database=_resolve_database(url, path.parent))
     if "log_key" in node:
         config = replace(config, log_key=table.path_value("log_key"))
+    if "log_key_next" in node:
+        config = replace(config, log_key_next=table.path_value("log_key_next"))
+        if config.log_key_next == config.log_key:
+            raise table.error("log_key_next", "names the same file as log_key")
     if "operator_key" in node:
         config = replace(config, operator_key=table.path_value("operator_key"))
     if "register_key" in node:

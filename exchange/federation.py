@@ -27,6 +27,15 @@ stored as evidence; the origin is then *halted*: nothing more of it is
 applied or cosigned, the ``kaifang_fork_evidence_total`` metric counts it
 and an error is logged.
 
+**Log keys.** A member's log may have several keys (``vkey`` and
+``other_vkeys`` in the network file: a key being rotated in, or retired):
+a checkpoint of an origin is accepted, for a batch, a head, a witnessing
+request or fork evidence, when any of its keys signed it, and a bad
+signature by any of them rejects it. Fork checks compare roots at one size,
+never signatures: a checkpoint signed again by another key of its log is the
+same checkpoint. Replicas store the origin's signatures by all of its keys,
+so that readers who know only one of them can check what a replica serves.
+
 **Witnessing.** After each change of its own log a node asks every member to
 cosign its latest checkpoint (C2SP tlog-witness semantics, over gRPC);
 cosignatures are stored and served with the checkpoint in the heads.
@@ -88,7 +97,7 @@ from ledger.errors import (
 )
 from ledger.merkle import EMPTY_ROOT, verify_consistency
 from ledger.models import Cosignature, ForkEvidence, Log, Witnessed
-from ledger.note import Note, Verifier, parse_note
+from ledger.note import Note, NoteSignature, Verifier, parse_note
 from ledger.store import LogStore, ReplicaBatch, SignedCheckpoint, utc_now
 
 log = logging.getLogger(__name__)
@@ -187,7 +196,8 @@ class Federation:
         self._clock = clock
         others = [m.name for m in network.members if m.name != self.name]
         self.peers = list(peers) if peers is not None else others
-        self.verifiers = {m.name: Verifier.from_vkey(m.vkey) for m in network.members}
+        # Origin -> the verifiers of every key of its log (network file order).
+        self.verifiers = {m.name: m.verifiers() for m in network.members}
         self.halted: set[str] = set()
         self.peer_state: dict[str, PeerState] = {p: PeerState() for p in self.peers}
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -202,17 +212,28 @@ class Federation:
     async def start_replicas(self) -> None:
         """Create the replicas of the members' logs and load the evidence held.
 
-        Raises :class:`~ledger.errors.KeyMismatchError` if a replica was
-        created with another key than the network file now names.
+        A replica accepts the keys the network file lists for its origin
+        (so that ``fsck`` checks its checkpoints against them); a listed key
+        it did not know yet (a member rotating its key) is added. Raises
+        :class:`~ledger.errors.KeyMismatchError` if the network file lists
+        none of the keys a replica already accepts: that is another log, or
+        a network file that dropped the key that signed what the replica
+        holds.
         """
         for member in self.network.members:
-            if member.name != self.name:
-                store = await LogStore.create(self.db, member.name, member.vkey)
-                if store.vkey != member.vkey:
-                    raise KeyMismatchError(
-                        f"the replica of {member.name} holds entries signed by {store.vkey}; "
-                        f"the network file names {member.vkey}"
-                    )
+            if member.name == self.name:
+                continue
+            store = await LogStore.create(self.db, member.name, member.vkey)
+            if not set(member.vkeys) & set(store.vkeys):
+                raise KeyMismatchError(
+                    f"the replica of {member.name} holds checkpoints signed by "
+                    f"{', '.join(store.vkeys)}; the network file lists none of them "
+                    f"({', '.join(member.vkeys)}): keep a retired key in other_vkeys"
+                )
+            for vkey in member.vkeys:
+                if await store.accept_key(vkey, clock=self._clock):
+                    log.info("replica of %s accepts a new log key", member.name,
+                             extra={"origin": member.name, "vkey": vkey})  # fmt: skip
         query = select(ForkEvidence.origin).distinct()
         self.halted = set(await self.db.read(lambda c: list(c.execute(query).scalars())))
         for origin in sorted(self.halted):
@@ -733,19 +754,24 @@ class _BadBatch(Exception):
     """A peer sent a batch that is malformed or not proven by the origin's signature."""
 
 
-def _strip_cosignatures(note: str, verifier: Verifier) -> str:
-    """The note with only the origin's own signature, as the log signed it.
+def _strip_cosignatures(note: str, verifiers: Sequence[Verifier]) -> str:
+    """The note with only the origin's own signatures, as the log signed it.
 
     Cosignatures travel separately (the heads carry the node's own); stored
     checkpoints are the origin's alone, so that the same checkpoint is the
-    same text on every node.
+    same text on every node. A log rotating its key signs with two keys:
+    both signatures are kept (one line per key, in the note's order), so
+    that a reader who knows either key can check the stored checkpoint.
+    Requires a note that :func:`~ledger.checkpoint.open_checkpoint` accepted
+    under ``verifiers``.
     """
     parsed = parse_note(note)
-    own = tuple(
-        s for s in parsed.signatures
-        if s.name == verifier.name and hmac.compare_digest(s.key_id, verifier.key_id)
-    )  # fmt: skip
-    return Note(parsed.text, own[:1]).format()
+    own: list[NoteSignature] = []
+    for s in parsed.signatures:
+        ours = any(s.name == v.name and hmac.compare_digest(s.key_id, v.key_id) for v in verifiers)
+        if ours and not any(hmac.compare_digest(s.key_id, o.key_id) for o in own):
+            own.append(s)
+    return Note(parsed.text, tuple(own)).format()
 
 
 def _status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:

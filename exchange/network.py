@@ -19,6 +19,8 @@ A network is a set of exchanges that replicate each other's logs (DESIGN.md
     address = "127.0.0.1:7101"             # its federation endpoint (mutual TLS), host:port
     client_address = "127.0.0.1:7001"      # its client API (exchange and ledger services)
     vkey = "east+1a2b3c4d+AbC…"            # its log's C2SP verifier key (ledger.note)
+    other_vkeys = ["east+9f8e7d6c+AXy…"]   # optional: the log's other keys, during and
+                                           # after a key rotation (see below)
     operator_public_key = "9d0e…"          # its operator's Ed25519 public key (signs
                                            # role grants), 64 hex digits
     witness_vkey = "east+5e6f7a8b+BCd…"    # its witness's cosigner verifier key (C2SP
@@ -39,6 +41,17 @@ to one member only. :func:`load_network` checks all of it and refuses a bad
 file with a :class:`~exchange.config.ConfigError` naming the file, the entry
 (its index from 0 and its name) and the key, such as
 ``network.toml: exchange[1] "west": vkey: …``.
+
+**Log keys.** ``vkey`` is the key the member's log signs with; a log that
+rotates its key has others, listed in ``other_vkeys``: the next key while
+the log signs with both (``[node] log_key_next``), and, once it is retired,
+the old key, which signed the log's earlier checkpoints (a member that
+joins later verifies those with it). Each is named after the member and
+all have distinct key IDs. Peers and clients accept a checkpoint signed by
+any of the member's keys, and reject one with a bad signature by any of
+them. Rotating: list the next key in ``other_vkeys`` on every member, then
+set ``log_key_next`` on the rotating node; to retire the old key, make the
+next key ``vkey`` and move the old one to ``other_vkeys``.
 
 Peers talk over mutual TLS: :func:`server_credentials`,
 :func:`channel_credentials` and :func:`channel_options` build the gRPC
@@ -102,7 +115,7 @@ _TOP_KEYS = frozenset({"name", "register_public_key", "ca_certificate", "exchang
 _MEMBER_KEYS = frozenset(
     {
         "name", "address", "client_address", "vkey", "operator_public_key", "certificate",
-        "witness_vkey",
+        "witness_vkey", "other_vkeys",
     }
 )  # fmt: skip
 # The auth context property gRPC fills with the PEM of the peer's certificate.
@@ -133,14 +146,25 @@ class Member:
     certificate: bytes  # PEM
     # Its witness's cosigner verifier key (type 0x04); None if not published.
     witness_vkey: str | None = None
+    # Its log's other verifier keys: a next key being rotated in, retired keys.
+    other_vkeys: tuple[str, ...] = ()
 
     def fingerprint(self) -> bytes:
         """Return the SHA-256 of the certificate's DER encoding."""
         return _fingerprint(x509.load_pem_x509_certificate(self.certificate))
 
     def verifier(self) -> Verifier:
-        """Return the verifier of its log's checkpoints."""
+        """Return the verifier of the key its log signs with (``vkey``)."""
         return Verifier.from_vkey(self.vkey)
+
+    @property
+    def vkeys(self) -> tuple[str, ...]:
+        """Every verifier key of its log: ``vkey`` first, then ``other_vkeys``."""
+        return (self.vkey, *self.other_vkeys)
+
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """Return the verifiers of every key of its log; a checkpoint signed by any is its."""
+        return tuple(Verifier.from_vkey(v) for v in self.vkeys)
 
 
 @dataclass(frozen=True)
@@ -324,6 +348,7 @@ def _member(path: Path, index: int, raw: object, ca: x509.Certificate) -> Member
         # The log's checkpoints name their origin; a key of another name
         # would verify none of them.
         raise entry.error("vkey", f"is the key of {verifier.name!r}, not of {name!r}")
+    other_vkeys = _other_vkeys(entry, name, verifier)
     certificate = entry.certificate("certificate")
     _check_certificate(entry, name, certificate, ca)
     witness_vkey = None
@@ -343,7 +368,32 @@ def _member(path: Path, index: int, raw: object, ca: x509.Certificate) -> Member
         operator_public_key=entry.public_key("operator_public_key"),
         certificate=certificate.public_bytes(serialization.Encoding.PEM),
         witness_vkey=witness_vkey,
+        other_vkeys=other_vkeys,
     )
+
+
+def _other_vkeys(entry: _Entry, name: str, current: Verifier) -> tuple[str, ...]:
+    """Read ``other_vkeys``: more keys of the member's log, each named after it, none repeated."""
+    if "other_vkeys" not in entry.raw:
+        return ()
+    raw = entry.raw["other_vkeys"]
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise entry.error("other_vkeys", "must be a list of verifier keys")
+    seen = {current.key_id}
+    for vkey in raw:
+        try:
+            verifier = Verifier.from_vkey(vkey)
+        except KeyFormatError as e:
+            raise entry.error("other_vkeys", f"{vkey[:60]!r}: {e}") from e
+        if verifier.name != name:
+            raise entry.error("other_vkeys", f"holds a key of {verifier.name!r}, not of {name!r}")
+        # Key IDs tell a log's keys apart on signature lines: they must differ.
+        if verifier.key_id in seen:
+            raise entry.error(
+                "other_vkeys", f"lists the key ID {verifier.key_id.hex()} twice (vkey included)"
+            )
+        seen.add(verifier.key_id)
+    return tuple(raw)
 
 
 def load_network(path: Path) -> Network:
@@ -571,10 +621,12 @@ def load_federation(config: NodeConfig) -> tuple[Network, TlsIdentity] | None:
     """Load the network file and TLS identity of ``config``; None without ``[federation]``.
 
     Checks that the node is the member its origin names: same certificate,
-    same log key, same operator key (when those key files exist), same
-    register authority (when ``register_public_key`` is set), and that every
-    configured peer is another member. Raises
-    :class:`~exchange.config.ConfigError` otherwise.
+    log keys the network file lists for it (``log_key``, and
+    ``log_key_next`` while rotating: each must be ``vkey`` or one of
+    ``other_vkeys``, so that peers verify what the node signs), same operator
+    key (when those key files exist), same register authority (when
+    ``register_public_key`` is set), and that every configured peer is
+    another member. Raises :class:`~exchange.config.ConfigError` otherwise.
     """
     federation = config.federation
     if federation is None:
@@ -599,20 +651,28 @@ def load_federation(config: NodeConfig) -> tuple[Network, TlsIdentity] | None:
             f"[node] register_public_key is not the register authority {federation.network} names",
             key="register_public_key",
         )
-    for key, path, expected in (
-        ("log_key", config.log_key, member.verifier().public_key),
-        ("operator_key", config.operator_key_file(), member.operator_public_key),
-    ):
+    log_keys = [v.public_key for v in member.verifiers()]
+    checks = [
+        ("log_key", config.log_key, log_keys),
+        ("operator_key", config.operator_key_file(), [member.operator_public_key]),
+    ]
+    if config.log_key_next is not None:
+        checks.append(("log_key_next", config.log_key_next, log_keys))
+    for key, path, expected in checks:
         if not path.exists():
             continue  # the node creates it; its absence is the node's to report
         try:
-            held = load_key_file(path).public_key
+            held = load_key_file(path)
         except KeyFileError as e:
             raise ConfigError(f"[node] {key}: {e}", key=key) from e
-        if held != expected:
+        if held.public_key not in expected:
+            hint = ""
+            if key == "log_key_next":
+                # The usual first step of a rotation: say what to add.
+                hint = f"; list its verifier key in other_vkeys: {held.verifier_key()}"
             raise ConfigError(
-                f"[node] {key}: {path} is not the key {federation.network} lists for "
-                f"{member.name!r}",
+                f"[node] {key}: {path} is not a key {federation.network} lists for "
+                f"{member.name!r}{hint}",
                 key=key,
             )
     for peer in federation.peers or ():

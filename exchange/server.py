@@ -18,6 +18,12 @@ in this order, each step relying on the one before:
 4. the log is sealed: a signed checkpoint covers every entry (one is signed
    only if the latest does not already);
 5. the metrics endpoint stops and the database is released.
+
+**Log keys.** The node signs its checkpoints with ``log_key``, and with
+``log_key_next`` too while the configuration names one (a key rotation, see
+:mod:`exchange.config`): the next key is first added to the keys the log
+accepts, but only once the current key is known to be one of them, so that
+a wrong key file can never bring in a key of its own.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class RunningNode:
 
     port: int
     store: LogStore
-    signer: Signer
+    signer: Signer  # the log's current key
     server: grpc.aio.Server
     exchange: Exchange
     # The bound port of the metrics endpoint; None when metrics are off.
@@ -83,6 +89,13 @@ class RunningNode:
     # The federation, and its bound (mutual TLS) port, of a node in a network.
     federation: Federation | None = None
     peer_port: int | None = None
+    # The log's next key while it rotates (it signs every checkpoint too).
+    next_signer: Signer | None = None
+
+    @property
+    def signers(self) -> tuple[Signer, ...]:
+        """Every key that signs the log's checkpoints: the current key, then the next."""
+        return (self.signer,) if self.next_signer is None else (self.signer, self.next_signer)
 
 
 @dataclass(frozen=True)
@@ -166,10 +179,33 @@ async def start_node(
     try:
         await db.migrate()
         signer = load_or_create_key_file(config.log_key, config.origin)
+        next_signer: Signer | None = None
+        if config.log_key_next is not None:
+            next_signer = load_or_create_key_file(config.log_key_next, config.origin)
+            if next_signer.public_key == signer.public_key:
+                raise ConfigError(
+                    f"log_key_next: {config.log_key_next} holds the same key as log_key",
+                    key="log_key_next",
+                )
+        # Before the log is touched: a network file that does not list the
+        # node's keys stops it here.
+        membership = load_federation(config)
         store = await LogStore.create(db, config.origin, signer.verifier_key())
+        signers = [signer]
+        if next_signer is not None:
+            # KeyMismatchError for a current key the log never accepted,
+            # before the next key is added on its word.
+            await store.check_signers(signer)
+            if await store.accept_key(next_signer.verifier_key()):
+                next_vkey = next_signer.verifier_key()
+                log.info(
+                    "log accepts its next key",
+                    extra={"origin": config.origin, "next_verifier_key": next_vkey},
+                )
+            signers.append(next_signer)
         # A new log signs its empty checkpoint, so that readers and witnesses
         # always have one to start from.
-        await store.sequence([], signer)
+        await store.sequence([], signers)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -183,7 +219,6 @@ async def start_node(
         # The operator's key grants roles; the register key checks the patent
         # feed. A local node creates both (a network file will name them).
         operator = load_or_create_key_file(config.operator_key_file(), OPERATOR_KEY_NAME)
-        membership = load_federation(config)
         register: Signer | None = None
         register_key = config.register_public_key
         operator_keys = {config.origin: operator.public_key}
@@ -195,7 +230,7 @@ async def start_node(
         if register_key is None:
             register = load_or_create_key_file(config.register_key_file(), REGISTER)
             register_key = register.public_key
-        sequencer = Sequencer(store, signer)
+        sequencer = Sequencer(store, signers)
         exchange = Exchange(
             db, store, sequencer, register_key=register_key, operator_keys=operator_keys
         )
@@ -271,7 +306,7 @@ async def start_node(
         try:
             yield RunningNode(
                 port, store, signer, server, exchange, metrics.port if metrics else None,
-                federation, peer_port,
+                federation, peer_port, next_signer,
             )  # fmt: skip
         finally:
             grace = config.shutdown_grace_seconds
@@ -287,7 +322,7 @@ async def start_node(
             await sequencer.close()
             # Every append signs its checkpoint in the same transaction, so
             # this normally signs nothing; it makes sure of it before exit.
-            _, sealed = await store.sequence([], signer)
+            _, sealed = await store.sequence([], signers)
             LEDGER_SIZE.labels(origin=store.origin).set(sealed.size)
             log.info("log sealed", extra={"origin": store.origin, "size": sealed.size})
     finally:
@@ -317,6 +352,9 @@ async def run_node(config: NodeConfig, *, sample: Sample | None = None) -> None:
                     "client_transport": transport,
                     # The verifier key is the public half: what clients check against.
                     "verifier_key": node.signer.verifier_key(),
+                    "next_verifier_key": (
+                        node.next_signer.verifier_key() if node.next_signer else None
+                    ),
                     "port": node.port,
                     "metrics_port": node.metrics_port,
                 },
