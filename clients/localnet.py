@@ -5,7 +5,8 @@ on free loopback ports), then starts, stops, kills, pauses and resumes its
 nodes as separate ``kaifang node`` processes, and talks to them the way
 their users do: clients over each node's client address, peers over mutual
 TLS with a member's identity. Nothing here is a fake: the nodes are the real
-program, each with its own database.
+program, each with its own database. A member can be told to dial others at
+other addresses (``dial``: a relay, or the fault tests' link proxies).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from exchange.config import load_config
 from exchange.network import (
     NETWORK_FILE,
     NODE_CONFIG_FILE,
@@ -103,11 +105,14 @@ class LocalNetwork:
         *,
         peers: Mapping[str, Sequence[str]] | None = None,
         databases: Mapping[str, str] | None = None,
+        dial: Mapping[str, Mapping[str, str]] | None = None,
     ) -> LocalNetwork:
         """Create a network of ``names`` in ``directory`` on free loopback ports.
 
         ``peers`` restricts whom a member replicates from (a partial mesh);
-        ``databases`` gives a member a database URL other than its own SQLite file.
+        ``databases`` gives a member a database URL other than its own SQLite file;
+        ``dial`` gives a member the addresses to dial other members at (see
+        :meth:`set_dial`).
         """
         init_network(directory, names, base_port=free_port_block(2 * len(names)))
         for name, members in (peers or {}).items():
@@ -115,7 +120,27 @@ class LocalNetwork:
             _edit(directory / name / NODE_CONFIG_FILE, r"^# peers = .*$", f"peers = [{listed}]")
         for name, url in (databases or {}).items():
             _edit(directory / name / NODE_CONFIG_FILE, r"^database = .*$", f'database = "{url}"')
-        return cls(directory)
+        network = cls(directory)
+        for name, table in (dial or {}).items():
+            network.set_dial(name, table)
+        return network
+
+    def set_dial(self, name: str, table: Mapping[str, str]) -> None:
+        """Make member ``name`` dial each member of ``table`` at the address given there.
+
+        Writes the ``[federation] dial`` table of ``name``'s configuration,
+        replacing any it had; the node reads it when it (re)starts. Peers'
+        certificates are still checked, so the address may be a relay or a
+        fault-injecting proxy but not an impostor.
+        """
+        unknown = (set(table) | {name}) - set(self.nodes)
+        if unknown:
+            raise KeyError(f"not members of the network: {sorted(unknown)}")
+        listed = ", ".join(f'"{member}" = "{address}"' for member, address in table.items())
+        path = self.nodes[name].config
+        text = re.sub(r"^dial = .*\n", "", path.read_text(), flags=re.MULTILINE)
+        path.write_text(text)
+        _edit(path, r"^(tls_certificate = .*)$", rf"\1\ndial = {{ {listed} }}")
 
     # -- processes ----------------------------------------------------------
 
@@ -197,6 +222,14 @@ class LocalNetwork:
                     await _wait(node.process, STOP_TIMEOUT_S)
 
     # -- talking to the nodes -------------------------------------------------
+
+    def database_url(self, name: str) -> str:
+        """Member ``name``'s database URL as its node resolves it (an SQLite file's full path).
+
+        For operator commands (``kaifang ledger fsck --db``, ``kaifang views
+        rebuild --db``) run while the node is stopped.
+        """
+        return load_config(self.nodes[name].config).database
 
     def identity(self, name: str) -> TlsIdentity:
         """Member ``name``'s TLS identity."""
