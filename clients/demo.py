@@ -358,6 +358,8 @@ async def parties_and_register(tour: Tour, today: dt.date) -> str:
         "(clients.client.Client.submit), which verifies the receipt."
     )
     lines = signed.stdout.split()
+    if len(lines) != 1:
+        raise StepFailed(f"`register sign` printed {len(lines)} statements, not 1")
     async with Client.for_network(tour.directory / NETWORK_FILE, "east") as client:
         for line in lines:
             statement = pb.SignedStatement.FromString(base64.b64decode(line))
@@ -369,8 +371,6 @@ async def parties_and_register(tour: Tour, today: dt.date) -> str:
             )
             if submitted.origin != "east":
                 raise StepFailed("the register's record was not sequenced by east")
-    if len(lines) != 1:
-        raise StepFailed(f"`register sign` printed {len(lines)} statements, not 1")
     await tour.replicated()
     return application_number(today)
 
