@@ -298,7 +298,7 @@ def cmd_network_init(args: argparse.Namespace) -> int:
     for member in network.members:
         node = directory / member.name
         print(
-            f"  {node}/  {NODE_CONFIG_FILE}, log.key, operator.key, tls.key, tls.pem: "
+            f"  {node}/  {NODE_CONFIG_FILE}, log.key, operator.key, witness.key, tls.key, tls.pem: "
             f"clients {member.client_address}, federation {member.address}"
         )
     first = directory / network.members[0].name / NODE_CONFIG_FILE

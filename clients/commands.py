@@ -1007,7 +1007,12 @@ async def export_bundle(
         for party in parties:
             try:
                 h = await client.history(party=party, witnessed=False)
-                if h.origin in sizes and h.witnessed.checkpoint.size != sizes[h.origin]:
+                if h.origin not in sizes:
+                    # The first history of its log sets the bundle's checkpoint of
+                    # that log: one the witness policy accepts, with cosignatures
+                    # only the log's home keeps, so asked witnessed (of the home).
+                    h = await client.history(party=party)
+                elif h.witnessed.checkpoint.size != sizes[h.origin]:
                     # Every signed size of a log is held by its home.
                     home = client.at(h.origin)
                     h = await home.history(party=party, checkpoint_size=sizes[h.origin])
@@ -1061,7 +1066,10 @@ def _verify_file(args: argparse.Namespace) -> audit.VerifiedBundle:
     vkeys = args.vkey or os.environ.get("KAIFANG_VKEY")
     trust = trust_of(args) if (network or vkeys) else None
     witnesses = None
+    policy = args.min_cosignatures
     if trust is not None:
+        if policy is None and trust.witnesses:
+            policy = trust.min_cosignatures  # the network's: a majority of the others
         pinned = {o: v.verifier_key() for o, v in trust.logs.items()}
         register_key = trust.register_public_key
         operator_keys = dict(trust.operator_keys)
@@ -1071,7 +1079,7 @@ def _verify_file(args: argparse.Namespace) -> audit.VerifiedBundle:
         task = bar.add_task("verifying", total=total)
         return audit.verify_bundle(
             bundle,
-            min_cosignatures=args.min_cosignatures,
+            min_cosignatures=policy,
             pinned_vkeys=pinned,
             pinned_witnesses=witnesses,
             register_key=register_key,
