@@ -137,6 +137,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(_db_url(args), body))
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    print(create_key_file(args.key_file, args.origin).verifier_key())
+    return 0
+
+
 def cmd_vkey(args: argparse.Namespace) -> int:
     signer = load_key_file(args.key_file)
     if args.origin is not None and signer.name != args.origin:
@@ -223,9 +228,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             bar.update(task, completed=done, total=total)
 
         if args.from_tiles is not None:
-            vkey = args.vkey or load_key_file(config.log_key).verifier_key()
+            vkeys = args.vkey or [load_key_file(config.log_key).verifier_key()]
             restored = asyncio.run(
-                restore_from_tiles(config, vkey, args.from_tiles, progress=progress)
+                restore_from_tiles(config, vkeys, args.from_tiles, progress=progress)
             )
         else:
             network, identity = load_member(config)
@@ -242,8 +247,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_fsck(args: argparse.Namespace) -> int:
     async def body(db: Database) -> int:
         store = await _open_log(db, args.origin)
-        verifier = Verifier.from_vkey(args.vkey) if args.vkey else None
-        count = await store.fsck(verifier)
+        verifiers = [Verifier.from_vkey(v) for v in args.vkey] if args.vkey else None
+        count = await store.fsck(verifiers)
         print(f"ok: {count} entries and every checkpoint of {store.origin} check out")
         return 0
 
@@ -462,6 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key-file", type=Path, required=True)
 
+    p = sub.add_parser(
+        "keygen",
+        help="create a new log key (the next key of a rotation); print its verifier key",
+        epilog="example: kaifang ledger keygen --origin east --key-file east/log-next.key",
+    )
+    p.add_argument("--origin", required=True, help="the log's origin, which is the key's name")
+    p.add_argument("--key-file", type=Path, required=True, help="created 0600, never overwritten")
+    p.set_defaults(func=cmd_keygen)
+
     p = sub.add_parser("vkey", help="print the verifier key of a key file")
     p.add_argument("--origin", help="check that the key is this origin's")
     p.add_argument("--key-file", type=Path, required=True)
@@ -509,11 +523,21 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--from-peer", metavar="NAME", help="this member (default: the largest)")
     source.add_argument("--from-tiles", type=Path, metavar="DIR", help="a tile export")
-    p.add_argument("--vkey", help="with --from-tiles: the log's verifier key (default: its key)")
+    p.add_argument(
+        "--vkey",
+        action="append",
+        help="with --from-tiles: a verifier key of the log, the one it was created with first; "
+        "repeat for a rotated log (default: the key of the node's log_key file)",
+    )
     p.set_defaults(func=cmd_restore)
 
     p = db_command("fsck", "recompute every hash and check every checkpoint", cmd_fsck)
-    p.add_argument("--vkey", help="verifier key to check signatures with (default: the stored one)")
+    p.add_argument(
+        "--vkey",
+        action="append",
+        help="a verifier key to check signatures with; repeat for a rotated log "
+        "(default: every key the log accepts)",
+    )
 
     views = commands.add_parser("views", help="the exchange's views, derived from the logs")
     views_sub = views.add_subparsers(dest="views_command", required=True)

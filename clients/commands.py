@@ -980,7 +980,7 @@ async def _bundle_verified(
     return audit.verify_bundle(
         bundle,
         min_cosignatures=client.trust.min_cosignatures,
-        pinned_vkeys={o: v.verifier_key() for o, v in client.trust.logs.items()},
+        pinned_vkeys=client.trust.vkeys(),
         pinned_witnesses=[w.verifier_key() for w in client.trust.witnesses] or None,
         register_key=client.trust.register_public_key,
         operator_keys=client.trust.operator_keys,
@@ -1021,7 +1021,7 @@ async def export_bundle(
             sizes.setdefault(h.origin, h.witnessed.checkpoint.size)
             histories.append(_response(h))
             bar.advance(task)
-    vkeys = {o: v.verifier_key() for o, v in client.trust.logs.items()}
+    vkeys = client.trust.vkeys()
     witnesses = [w.verifier_key() for w in client.trust.witnesses]
     return audit.build_bundle(subject, histories, vkeys, witnesses)
 
@@ -1059,7 +1059,7 @@ def _read_bundle(path: str) -> dict[str, Any]:
 
 def _verify_file(args: argparse.Namespace) -> audit.VerifiedBundle:
     bundle = _read_bundle(args.bundle)
-    pinned: dict[str, str] | None = None
+    pinned: dict[str, tuple[str, ...]] | None = None
     register_key = None
     operator_keys = None
     network = args.network or os.environ.get("KAIFANG_NETWORK")
@@ -1070,7 +1070,7 @@ def _verify_file(args: argparse.Namespace) -> audit.VerifiedBundle:
     if trust is not None:
         if policy is None and trust.witnesses:
             policy = trust.min_cosignatures  # the network's: a majority of the others
-        pinned = {o: v.verifier_key() for o, v in trust.logs.items()}
+        pinned = trust.vkeys()
         register_key = trust.register_public_key
         operator_keys = dict(trust.operator_keys)
         witnesses = [w.verifier_key() for w in trust.witnesses] or None

@@ -232,7 +232,9 @@ def cosigners(note: str) -> tuple[str, ...]:
     is verified. Raises :class:`~ledger.errors.NoteFormatError` if ``note``
     is not a signed note.
     """
-    return tuple(s.name for s in parse_note(note).signatures[1:])
+    signatures = parse_note(note).signatures
+    # A log signing with two keys during a rotation signs twice under its own name.
+    return tuple(s.name for s in signatures[1:] if s.name != signatures[0].name)
 
 
 def build_report(

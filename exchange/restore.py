@@ -60,9 +60,12 @@ class Restored:
     source: str  # "peer NAME" or "tiles DIR"
 
 
-async def _empty_log(db: Database, origin: str, vkey: str) -> LogStore:
+async def _empty_log(db: Database, origin: str, vkeys: Sequence[str]) -> LogStore:
+    """The log ``origin`` in ``db``, accepting ``vkeys``; refused unless it holds nothing."""
     await db.migrate()
-    store = await LogStore.create(db, origin, vkey)
+    store = await LogStore.create(db, origin, vkeys[0])
+    for vkey in vkeys[1:]:  # a rotated log: its earlier checkpoints are by other keys
+        await store.accept_key(vkey)
     held = await store.size()
     if held:
         raise RestoreError(
@@ -71,14 +74,14 @@ async def _empty_log(db: Database, origin: str, vkey: str) -> LogStore:
     return store
 
 
-def _own_signature(note: str, verifier: Verifier) -> str:
-    """The note with only the log's own signature (cosignatures travel separately)."""
+def _own_signatures(note: str, verifiers: Sequence[Verifier]) -> str:
+    """The note with only the log's own signatures (cosignatures travel separately)."""
     parsed = parse_note(note)
     own = tuple(
         s for s in parsed.signatures
-        if s.name == verifier.name and hmac.compare_digest(s.key_id, verifier.key_id)
+        if any(s.name == v.name and hmac.compare_digest(s.key_id, v.key_id) for v in verifiers)
     )  # fmt: skip
-    return Note(parsed.text, own[:1]).format()
+    return Note(parsed.text, own).format()
 
 
 # -- from a peer ----------------------------------------------------------------
@@ -99,11 +102,11 @@ async def restore_from_peers(
     log, and :class:`~ledger.errors.LedgerError` if a batch does not verify.
     """
     member = network.member(config.origin)
-    verifier = member.verifier()
+    verifiers = member.verifiers()
     db = Database(config.database)
     channels: dict[str, grpc.aio.Channel] = {}
     try:
-        store = await _empty_log(db, config.origin, member.vkey)
+        store = await _empty_log(db, config.origin, member.vkeys)
 
         def stub(name: str) -> fed_grpc.FederationServiceAsyncStub:
             if name not in channels:
@@ -123,12 +126,12 @@ async def restore_from_peers(
         async for response in stub(source).StreamEntries(request):
             if response.origin != config.origin:
                 raise RestoreError(f"{source} sent entries of {response.origin!r}")
-            checkpoint = open_checkpoint(response.checkpoint, verifier)
+            checkpoint = open_checkpoint(response.checkpoint, verifiers)
             batch = ReplicaBatch(
                 response.start,
                 list(response.entries),
                 checkpoint,
-                _own_signature(response.checkpoint, verifier),
+                _own_signatures(response.checkpoint, verifiers),
                 list(response.consistency_proof),
             )
             await store.replicate([batch], lambda _conn, _rows: None)
@@ -209,24 +212,25 @@ def _bundles(directory: Path, size: int) -> Iterator[list[bytes]]:
 
 async def restore_from_tiles(
     config: NodeConfig,
-    vkey: str,
+    vkeys: Sequence[str],
     directory: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> Restored:
     """Load ``config.origin``'s log from the tile export in ``directory``.
 
-    The export's ``checkpoint`` must be signed by the log key ``vkey``, and
+    The export's ``checkpoint`` must be signed by one of the log's keys ``vkeys``
+    (the first is the key the log was created with), and
     its entries must hash to that checkpoint's root; each batch is then
     stored with a consistency proof to it. Raises :class:`RestoreError` or
     :class:`~ledger.errors.LedgerError` naming what does not verify.
     """
-    verifier = Verifier.from_vkey(vkey)
+    verifiers = [Verifier.from_vkey(v) for v in vkeys]
     try:
         note = (directory / "checkpoint").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise RestoreError(f"{directory} holds no readable checkpoint: {e}") from e
-    checkpoint: Checkpoint = open_checkpoint(note, verifier, origin=config.origin)
+    checkpoint: Checkpoint = open_checkpoint(note, verifiers, origin=config.origin)
     size = checkpoint.size
     leaves: list[bytes] = []
     for entries in _bundles(directory, size):
@@ -238,8 +242,8 @@ async def restore_from_tiles(
         raise RestoreError(f"the entries in {directory} do not hash to the checkpoint's root")
     db = Database(config.database)
     try:
-        store = await _empty_log(db, config.origin, vkey)
-        own = _own_signature(note, verifier)
+        store = await _empty_log(db, config.origin, vkeys)
+        own = _own_signatures(note, verifiers)
         start = 0
         for entries in _bundles(directory, size):
             for i in range(0, len(entries), BATCH_ENTRIES):

@@ -24,7 +24,7 @@ these. The tree::
         ├── SizeNotSignedError      no checkpoint was ever signed at the requested size
         ├── EntryNotFoundError      no entry has the requested leaf hash
         ├── UnknownLogError         the database holds no log with the requested origin
-        ├── KeyMismatchError        a signing key is not the key the log was created with
+        ├── KeyMismatchError        a signing key is not one the log accepts
         ├── ReplicaGapError         a replicated batch does not start where the replica ends
         └── FsckError               stored data disagrees with what it should be
 """
@@ -115,7 +115,7 @@ class UnknownLogError(StoreError):
 
 
 class KeyMismatchError(StoreError):
-    """A signing key is not the key recorded for the log it would sign for."""
+    """A signing key is not one the log accepts (its own, or one added by a rotation)."""
 
 
 class ReplicaGapError(StoreError):

@@ -42,7 +42,6 @@ from pathlib import Path
 from ledger.checkpoint import MAX_TREE_SIZE, open_checkpoint
 from ledger.errors import LedgerError, TileError
 from ledger.merkle import HASH_SIZE, NodeId, verify_consistency
-from ledger.note import Verifier
 from ledger.store import LogStore, SignedCheckpoint
 
 TILE_HEIGHT = 8
@@ -391,9 +390,8 @@ async def _check_previous_export(store: LogStore, previous: bytes, signed: Signe
     they belong to a tree that the exported one extends. Returns the previous
     size; raises :class:`TileError` otherwise.
     """
-    verifier = Verifier.from_vkey(store.vkey)
     try:
-        old = open_checkpoint(previous, verifier, origin=store.origin)
+        old = open_checkpoint(previous, store.verifiers(), origin=store.origin)
     except LedgerError as e:
         raise TileError(
             f"the directory holds a checkpoint that is not of log {store.origin}: {e}"
