@@ -20,7 +20,7 @@ import grpc
 from exchange.errors import ExchangeError, InvalidFieldError
 from exchange.federation import Federation, network_digest
 from exchange.network import Member, NetworkError, peer_of
-from exchange.service import ERROR_DOMAIN
+from exchange.service import ERROR_DOMAIN, statement_date_error
 from exchange.service import status_for as exchange_status_for
 from kaifang.federation.v1 import federation_pb2 as fed
 from ledger.errors import LedgerError
@@ -146,6 +146,9 @@ class FederationService:
         self._caller(context)
         if not request.HasField("signed"):
             raise InvalidFieldError("signed", "is required")
+        error = statement_date_error(request.signed)
+        if error is not None:
+            raise error
         done = await self.federation.forward_in(request.signed)
         return fed.ForwardStatementResponse(
             statement_id=done.statement_id, origin=done.origin, index=done.index,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -17,7 +18,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
-from google.protobuf.message import Message
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
 from exchange import queries
@@ -39,9 +41,10 @@ from exchange.errors import (
 )
 from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
 from kaifang.exchange.v1 import exchange_pb2
+from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.errors import LedgerError
 from ledger.rpc import abort_with, build_status, field_violation, register_service
-from ledger.service import MAX_INDEX
+from ledger.service import MAX_INDEX, MAX_ORIGIN
 from ledger.service import status_for as ledger_status_for
 
 logger = logging.getLogger(__name__)
@@ -103,6 +106,88 @@ def status_for(error: ExchangeError) -> status_pb2.Status:
     return build_status(ERROR_DOMAIN, code, reason, str(error), extra, metadata)
 
 
+def _index_value(value: object) -> bool:
+    # bool is an int in Python, but no token holds one.
+    return type(value) is int and 0 <= value <= MAX_INDEX
+
+
+def _origin_value(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ORIGIN
+
+
+def _check_page_token(request: Any, *shape: Any) -> None:
+    """Refuse a page token whose sort key is not of ``shape`` (one check per element).
+
+    The token's binding to the request is checked by
+    :func:`exchange.queries.read_page_token`, but its digest is of public
+    fields: anyone can make a token that passes it. What the queries then read
+    from the key must be what they issued, or a forged one reaches the
+    database as an impossible key (INTERNAL, not the client's mistake).
+    """
+    key = queries.read_page_token(request, request.page_token)
+    if key is not None and (
+        len(key) != len(shape) or not all(ok(v) for ok, v in zip(shape, key, strict=True))
+    ):
+        raise InvalidFieldError("page_token", "is not a token this service issued")
+
+
+def _date_error(day: pb.Date, field: str) -> InvalidFieldError | None:
+    try:
+        dt.date(day.year, day.month, day.day)
+    except (ValueError, OverflowError) as e:
+        error = InvalidFieldError(field, f"{day.year}-{day.month}-{day.day} is not a date")
+        error.__cause__ = e
+        return error
+    return None
+
+
+def _check_dates(request: Any, *fields: str) -> None:
+    """Refuse a Date of a query that is no day of the calendar.
+
+    A Date's parts are uint32s: Python refuses one past a C int with an
+    OverflowError, not the ValueError of an impossible date that the queries
+    expect, so it is caught here before they convert it.
+    """
+    for field in fields:
+        if request.HasField(field):
+            error = _date_error(getattr(request, field), field)
+            if error is not None:
+                raise error
+
+
+def _first_bad_date(message: Message, prefix: str) -> InvalidFieldError | None:
+    for field, value in message.ListFields():
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        repeated = field.is_repeated
+        for i, child in enumerate(value if repeated else [value]):
+            path = f"{prefix}{field.name}" + (f"[{i}]" if repeated else "")
+            if field.message_type is pb.Date.DESCRIPTOR:
+                error = _date_error(child, path)
+            else:
+                error = _first_bad_date(child, path + ".")
+            if error is not None:
+                return error
+    return None
+
+
+def statement_date_error(signed: pb.SignedStatement) -> InvalidFieldError | None:
+    """The refusal of a statement holding a Date past any calendar, or None.
+
+    Admission converts dates as it checks a statement's structure, and a
+    part beyond a C int escapes it as an OverflowError: the statement, and
+    with it the batch it came in, would fail INTERNAL. Checked here first,
+    with the field path admission would name; bytes that are no statement
+    are left to admission to refuse. Parsing again costs well under a
+    microsecond a statement.
+    """
+    try:
+        statement = pb.Statement.FromString(signed.statement)
+    except DecodeError:
+        return None
+    return _first_bad_date(statement, "")
+
+
 def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     delay = duration_pb2.Duration()
     delay.FromMilliseconds(round(seconds * 1000))
@@ -135,6 +220,9 @@ class ExchangeService:
     ) -> exchange_pb2.SubmitStatementResponse:
         if not request.HasField("signed"):
             raise InvalidFieldError("signed", "is required")
+        error = statement_date_error(request.signed)
+        if error is not None:
+            raise error
         return _submitted(await self.exchange.submit(request.signed))
 
     async def SubmitStatements(
@@ -144,7 +232,15 @@ class ExchangeService:
             raise InvalidFieldError(
                 "signed", f"{len(request.signed)} statements; at most {MAX_SUBMIT_BATCH} per call"
             )
-        outcomes = await self.exchange.submit_many(request.signed)
+        # Statements refused here keep their place among the outcomes; the
+        # others are admitted in order, as if those had been refused there.
+        early = [statement_date_error(signed) for signed in request.signed]
+        admitted = iter(
+            await self.exchange.submit_many(
+                [signed for signed, error in zip(request.signed, early, strict=True) if not error]
+            )
+        )
+        outcomes = [error or next(admitted) for error in early]
         return exchange_pb2.SubmitStatementsResponse(
             outcomes=[
                 exchange_pb2.SubmitOutcome(status=status_for(o).SerializeToString())
@@ -167,12 +263,15 @@ class ExchangeService:
     async def SearchOffers(
         self, request: exchange_pb2.SearchOffersRequest, context: Any
     ) -> exchange_pb2.SearchOffersResponse:
+        _check_page_token(request, _index_value)
         return await self.exchange.db.scan(lambda c: queries.search_offers(c, request))
 
     async def WatchOffers(
         self, request: exchange_pb2.WatchOffersRequest, context: Any
     ) -> AsyncIterator[exchange_pb2.WatchOffersResponse]:
         conditions = queries.watch_filter(request)
+        if request.after_cursor > MAX_INDEX:
+            raise InvalidFieldError("after_cursor", f"is above {MAX_INDEX}, beyond any offer")
         cursor = request.after_cursor
         exchange = self.exchange
         while not exchange.stopping:
@@ -191,6 +290,7 @@ class ExchangeService:
     async def ListLicences(
         self, request: exchange_pb2.ListLicencesRequest, context: Any
     ) -> exchange_pb2.ListLicencesResponse:
+        _check_page_token(request, _origin_value, _index_value)
         return await self.exchange.db.read(lambda c: queries.list_licences(c, request))
 
     async def GetCreditRecord(
@@ -241,6 +341,7 @@ class ExchangeService:
     async def GetStatistics(
         self, request: exchange_pb2.GetStatisticsRequest, context: Any
     ) -> exchange_pb2.GetStatisticsResponse:
+        _check_dates(request, "from_date", "to_date")
         return await self.exchange.db.scan(lambda c: queries.get_statistics(c, request))
 
 

@@ -1,7 +1,8 @@
 """gRPC plumbing shared by the node's services: status details and request decoding.
 
 - :func:`build_status` makes a ``google.rpc.Status`` with an ``ErrorInfo``
-  (stable reason, domain, metadata) and any further details.
+  (stable reason, domain, metadata) and any further details, its message
+  clipped to :data:`MAX_DETAIL_CHARS`.
 - :func:`register_service` registers a servicer so that it receives raw
   request bytes: gRPC's generated registration decodes before the servicer
   runs and answers UNKNOWN for bytes that are not a valid message, where a
@@ -24,6 +25,22 @@ from grpc_status import rpc_status
 Abort = Callable[[Any, Exception], Awaitable[None]]
 """Ends a call with the status for an exception (it raises, as grpc's abort does)."""
 
+# Characters kept of a status's message and of a field violation's
+# description. Refusals quote the offending value, which a client chooses: the
+# status travels in trailing metadata, and a client refuses trailers over 8 KiB
+# (gRPC's default), turning the refusal into a bare RESOURCE_EXHAUSTED that
+# says nothing. The message is sent twice (grpc-message, percent-encoded, up
+# to 9 bytes a character; and in the details, base64), so 200 characters keep
+# the worst case near 5 KiB. Field names and ErrorInfo metadata are codes the
+# node writes (field paths, reasons, party ids that passed validation), kept
+# whole so that clients can match them.
+MAX_DETAIL_CHARS = 200
+
+
+def clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis if longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def build_status(
     domain: str,
@@ -33,19 +50,26 @@ def build_status(
     extra: list[Message] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> status_pb2.Status:
-    """Return a ``google.rpc.Status`` whose first detail is an ``ErrorInfo``."""
+    """Return a ``google.rpc.Status`` whose first detail is an ``ErrorInfo``.
+
+    The message is clipped (:func:`clip`).
+    """
     info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata)
     details = []
     for detail in [info, *(extra or [])]:
         packed = any_pb2.Any()
         packed.Pack(detail)
         details.append(packed)
-    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=clip(message), details=details
+    )
 
 
 def field_violation(field: str, description: str) -> error_details_pb2.BadRequest:
-    """A ``BadRequest`` detail naming one field."""
-    violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+    """A ``BadRequest`` detail naming one field (the description clipped, as :func:`clip` does)."""
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field=field, description=clip(description)
+    )
     return error_details_pb2.BadRequest(field_violations=[violation])
 
 

@@ -1,0 +1,1 @@
+"""Hostile input: fuzzed requests, the authorisation matrix, resource limits, TLS, key hygiene."""
