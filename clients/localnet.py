@@ -265,17 +265,38 @@ class LocalNetwork:
         expected = set(chosen)
         deadline = time.monotonic() + within_s
         last: dict[str, fed.GetHeadsResponse] = {}
+        silent: dict[str, str] = {}  # members whose last GetHeads failed, and how
         while True:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                last = {n: await self.heads(n) for n in chosen}
+            for name in chosen:
+                try:
+                    last[name] = await self.heads(name)
+                    silent.pop(name, None)
+                except grpc.aio.AioRpcError as e:
+                    silent[name] = e.code().name
+            if not silent:
                 digests = {r.network_digest for r in last.values()}
                 complete = all({h.origin for h in r.heads} >= expected for r in last.values())
                 if len(digests) == 1 and complete:
                     return last[chosen[0]]
             if time.monotonic() > deadline:
-                summary = {n: [(h.origin, h.tree_size) for h in r.heads] for n, r in last.items()}
-                raise TimeoutError(f"not converged within {within_s} s: {summary}")
+                summary = {n: [_size_of(h) for h in r.heads] for n, r in last.items()}
+                raise TimeoutError(
+                    f"not converged within {within_s} s: {summary}"
+                    + (f"; not answering: {silent}" if silent else "")
+                )
             await asyncio.sleep(0.2)
+
+
+def _size_of(head: fed.Head) -> tuple[str, int] | tuple[str, int, str]:
+    """(origin, signed size), with what is held beyond it or a halt when there is one."""
+    notes = []
+    if head.entries_held != head.tree_size:
+        notes.append(f"{head.entries_held} held")
+    if head.halted:
+        notes.append("halted")
+    if notes:
+        return head.origin, head.tree_size, ", ".join(notes)
+    return head.origin, head.tree_size
 
 
 def _edit(path: Path, pattern: str, replacement: str) -> None:

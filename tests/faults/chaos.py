@@ -25,6 +25,7 @@ cannot, so a replay makes the same kinds of trouble, not the same interleaving.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from clients.cli import main as kaifang
 from clients.client import Client, ClientOptions, Submitted
@@ -137,6 +138,7 @@ class Given:
     via: str
     kind: str
     duplicate: bool
+    patent: str = ""  # the patent it is about, if any
 
 
 @dataclass
@@ -170,11 +172,11 @@ class Market:
         """The parties by id."""
         return {p.party_id: p for p in self.parties}
 
-    def keep(self, submitted: Submitted, via: str, kind: str) -> Given:
-        """Keep the receipt ``via`` gave for a statement of ``kind``."""
+    def keep(self, submitted: Submitted, via: str, kind: str, patent: str) -> Given:
+        """Keep the receipt ``via`` gave for a statement of ``kind`` about ``patent``."""
         given = Given(
             submitted.statement_id, submitted.origin, submitted.index, via, kind,
-            submitted.duplicate,
+            submitted.duplicate, patent,
         )  # fmt: skip
         self.given.append(given)
         return given
@@ -210,15 +212,17 @@ async def open_market(
             records.append(story.record(record, owners, register))
             market.patents.append(PatentModel(record.application_number, name, owners))
         recorded = await submit_all(net, name, records)
-        market.given += [_given(r, name, "patent_recorded") for r in recorded]
+        numbers = [r.application_number for r in sample.patents]
+        market.given += [
+            _given(r, name, "patent_recorded", n) for r, n in zip(recorded, numbers, strict=True)
+        ]
     await net.wait_converged(within_s=120)
     return market
 
 
-def _given(response: api.SubmitStatementResponse, via: str, kind: str) -> Given:
-    return Given(
-        response.statement_id, response.origin, response.index, via, kind, response.duplicate
-    )
+def _given(response: api.SubmitStatementResponse, via: str, kind: str, patent: str = "") -> Given:
+    r = response
+    return Given(r.statement_id, r.origin, r.index, via, kind, r.duplicate, patent)
 
 
 def network_clients(pnet: ProxiedNetwork) -> dict[str, Client]:
@@ -296,7 +300,7 @@ class Trader:
         else:
             assignee = rng.choice([p for p in others if p is not pledgee])
             signed = story.transfer(number, owners, [assignee], *([pledgee] if pledgee else []))
-        submitted = await self.submit(signed, kind)
+        submitted = await self.submit(signed, kind, number)
         if submitted is None:
             patent.stale = True
             return
@@ -314,7 +318,9 @@ class Trader:
             body2 = pb.Statement.FromString(signed.statement).transfer_registered
             patent.owners = [self.market.party[a] for a in body2.assignees]
 
-    async def submit(self, signed: pb.SignedStatement, kind: str) -> Submitted | None:
+    async def submit(
+        self, signed: pb.SignedStatement, kind: str, patent: str = ""
+    ) -> Submitted | None:
         """Submit ``signed`` until a node answers, at random nodes; None if refused or lost.
 
         Every receipt is kept; some are asked for again at another node, and
@@ -340,12 +346,12 @@ class Trader:
             await asyncio.sleep(rng.uniform(0.2, 1.0))
             via = rng.choice(nodes)
         self.admitted += 1
-        first = self.market.keep(outcome, via, kind)
+        first = self.market.keep(outcome, via, kind, patent)
         if rng.random() < RESEND_SHARE:
             again_via = rng.choice([n for n in nodes if n != via])
             again = await self._once(signed, kind, again_via)
             if isinstance(again, Submitted):
-                second = self.market.keep(again, again_via, kind)
+                second = self.market.keep(again, again_via, kind, patent)
                 if (second.origin, second.index) != (
                     first.origin,
                     first.index,
@@ -473,7 +479,16 @@ class Chaos:
         try:
             if graceful:
                 self.timeline(f"SIGTERM {node}")
-                code = await self.net.stop(node)
+                try:
+                    code = await self.net.stop(node)
+                except TimeoutError as e:
+                    # A finding; what its database is waiting for says why. Killed,
+                    # so that the run goes on.
+                    activity = await database_activity(self.net.database_url(node))
+                    self.timeline(f"{node} still running after SIGTERM; SIGKILL\n{activity}")
+                    self.market.violations.append(f"{node}: {e}")
+                    await self.net.kill(node)
+                    code = 0
                 if code != 0:
                     self.market.violations.append(f"{node} exited {code} on SIGTERM")
             else:
@@ -535,14 +550,20 @@ class Chaos:
             self.busy_links.discard(link)
 
     async def recover(self) -> None:
-        """Heal every link and have every node running and serving (after :meth:`run`)."""
+        """Heal every link and have every node running and serving (after :meth:`run`).
+
+        A node found not running then is a crash: kept as a violation.
+        """
         self.pnet.heal_all()
         for node in list(self.paused):
             self.net.resume(node)
             self.paused.discard(node)
         for name, local in self.net.nodes.items():
             if local.process is None or local.process.poll() is not None:
-                self.timeline(f"restart {name} (recovery)")
+                # Every fault has been undone: a node that is not running left by itself.
+                code = None if local.process is None else local.process.returncode
+                self.market.violations.append(f"{name} exited by itself ({code})")
+                self.timeline(f"restart {name}, which exited by itself ({code})")
                 self.net.start(name)
         await asyncio.gather(*(self.net.wait_ready(n) for n in self.net.nodes))
         self.timeline("every link healed, every node serving")
@@ -631,3 +652,100 @@ def view_differences(
                 f"{name}: {len(old)} rows, {len(new)} after; e.g. {only_old} became {only_new}"
             )
     return differences
+
+
+def logged_errors(net: LocalNetwork, known: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Lines of the nodes' logs at level ERROR or above, or not from the logger at all.
+
+    A node logs one JSON object a line; anything else on its standard error
+    (a traceback, a warning printed by a library) is reported too. ``known``
+    lists (part of the message, text anywhere in the record) pairs of errors
+    not to report: bugs already reported, each with a test of its own.
+    """
+    found = []
+    for name, node in net.nodes.items():
+        for line in node.log_file.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                level = record.get("level")
+            except (ValueError, AttributeError):
+                record, level = {}, "not a log record"
+            if level in ("DEBUG", "INFO", "WARNING"):
+                continue
+            message = str(record.get("msg", ""))
+            if any(part in message and text in line for part, text in known):
+                continue
+            found.append(f"{name}: {line[:400]}")
+    return found
+
+
+def log_tails(net: LocalNetwork, lines: int = 40) -> str:
+    """The last ``lines`` lines of every node's log, each line cut to 300 characters."""
+    parts = []
+    for name, node in net.nodes.items():
+        text = node.log_file.read_text(errors="replace") if node.log_file.exists() else ""
+        tail = [line[:300] for line in text.splitlines()[-lines:]]
+        parts.append(f"--- {name}'s log, last {len(tail)} lines:\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+async def missing_from_histories(
+    pnet: ProxiedNetwork, market: Market, within_s: float
+) -> dict[str, str]:
+    """Patents whose witnessed history lacks a receipt given for them, with what is wrong.
+
+    Each history is asked of the patent's home by a client that verifies it
+    (checkpoint cosigned by a majority of the other members, every inclusion
+    proof), again until ``within_s`` has passed: witnessing catches up after
+    the faults like the rest.
+    """
+    wanted: dict[str, set[tuple[int, bytes]]] = {}
+    for given in market.given:
+        if given.patent:
+            wanted.setdefault(given.patent, set()).add((given.index, given.statement_id))
+    deadline = time.monotonic() + within_s
+    problems: dict[str, str] = {}
+    network_file = pnet.net.directory / NETWORK_FILE
+    async with Client.for_network(network_file) as client:
+        for patent in market.patents:
+            while True:
+                try:
+                    history = await client.at(patent.home).history(patent=patent.number)
+                except (ServerError, VerificationError) as e:
+                    problem = f"{type(e).__name__}: {e}"
+                else:
+                    held = {(e.index, statement_id(e.entry.statement)) for e in history.entries}
+                    lacking = wanted.get(patent.number, set()) - held
+                    problem = f"{len(lacking)} receipts not in it" if lacking else ""
+                if not problem:
+                    problems.pop(patent.number, None)
+                    break
+                problems[patent.number] = problem
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+    return problems
+
+
+async def database_activity(url: str) -> str:
+    """On PostgreSQL, the sessions of the database at ``url`` and the locks they wait for.
+
+    Printed when a node does not converge: a transaction left open, or a
+    writer waiting on a lock, shows here. Empty on SQLite.
+    """
+    if not url.startswith("postgresql"):
+        return ""
+    query = text(
+        "SELECT a.pid, a.state, a.xact_start, a.wait_event_type, a.wait_event, "
+        "left(a.query, 120), (SELECT string_agg(l.mode || ' ' || l.locktype || "
+        "coalesce(' ' || l.relation::regclass::text, '') || "
+        "CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ', ') "
+        "FROM pg_locks l WHERE l.pid = a.pid) "
+        "FROM pg_stat_activity a WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+    )
+    db = Database(url)
+    try:
+        rows = await db.read(lambda conn: conn.execute(query).all())
+    finally:
+        await db.dispose()
+    return "\n".join(" | ".join(str(v) for v in row) for row in rows)

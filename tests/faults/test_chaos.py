@@ -8,9 +8,13 @@ for a bounded time, nodes are killed, stopped, paused and restarted, and
 links are cut, blackholed, stalled, delayed and partitioned, at random. Then
 every link heals, every node runs, and:
 
+- no node exited by itself or logged an error;
 - every node reports the same network digest, no origin halted for a fork,
   and holds exactly the entries its checkpoints cover;
 - every node serves the same logs, entry by entry;
+- every patent's history, asked of its home and verified by a client (a
+  checkpoint cosigned by a majority of the others, every inclusion proof),
+  holds every receipt given for the patent;
 - every receipt any trader was given names the entry holding its statement,
   at its index, on every node, and no two receipts of a statement differ;
 - no statement is in two entries, in one log or across logs;
@@ -46,8 +50,12 @@ from tests.faults.chaos import (
     ProxiedNetwork,
     Timeline,
     Trader,
+    database_activity,
     fsck,
     ledger_digest,
+    log_tails,
+    logged_errors,
+    missing_from_histories,
     network_clients,
     open_market,
     read_logs,
@@ -63,7 +71,18 @@ PARTIES_PER_NODE = 4
 PATENTS_PER_NODE = 5
 # Bound on the network's convergence once every fault is undone.
 CONVERGE_S = 120.0
+# Bound on witnessing catching up with every home's latest checkpoint.
+HISTORY_S = 60.0
 _counter = itertools.count()
+# Errors of bugs already found, each the subject of an xfail test of its own;
+# remove an entry when its test passes.
+KNOWN_ERRORS = [
+    # test_witness_restart.py: a cosignature stored before a restart is inserted again.
+    ("collecting cosignatures failed", "IntegrityError"),
+    # test_offer_numbering.py: on PostgreSQL, two transactions that change offers and
+    # number new ones deadlock; one is aborted.
+    ("", "DeadlockDetectedError"),
+]
 
 
 def chaos_seed() -> int:
@@ -146,17 +165,35 @@ async def test_a_network_under_random_faults_loses_nothing_acknowledged_and_conv
     seconds = chaos_seconds()
     request.node.user_properties.append(("chaos_seed", run.seed))
     print(f"chaos run: KAIFANG_CHAOS_SEED={run.seed}, {seconds:.0f} s of faults")
+    try:
+        await _run_and_check(proxied, run, seconds)
+    except AssertionError:
+        # The nodes' directories go with the test's temporary directory.
+        print(log_tails(proxied.net))
+        raise
+
+
+async def _run_and_check(proxied: ProxiedNetwork, run: Run, seconds: float) -> None:
     started = time.monotonic()
     net = proxied.net
-    market, chaos, traders = await _trade_under_chaos(proxied, run, seconds)
+    try:
+        market, chaos, traders = await _trade_under_chaos(proxied, run, seconds)
+    except Exception as e:
+        raise AssertionError(run.says(f"the run itself failed: {type(e).__name__}: {e}")) from e
     try:
         heads = await net.wait_converged(within_s=CONVERGE_S)
     except TimeoutError as e:
+        for name in NAMES:
+            activity = await database_activity(net.database_url(name))
+            if activity:
+                print(f"--- {name}'s database sessions:\n{activity}")
         raise AssertionError(run.says(f"no convergence once healed: {e}")) from e
     run.timeline("converged")
     _report(run, market, chaos, traders, started)
 
     assert not market.violations, run.says(f"violations: {market.violations}")
+    errors = logged_errors(net, KNOWN_ERRORS)
+    assert not errors, run.says("nodes logged errors:\n" + "\n".join(errors[:20]))
     admitted = sum(t.admitted for t in traders)
     assert admitted >= 50, run.says(f"the traders got only {admitted} statements admitted")
     assert sum(chaos.counts.values()) >= 10, run.says(f"only these faults: {chaos.counts}")
@@ -175,6 +212,10 @@ async def test_a_network_under_random_faults_loses_nothing_acknowledged_and_conv
                 f"{name} holds {head.entries_held} of {head.origin}, "
                 f"signed {head.tree_size}, expected {sizes[head.origin]}"
             )
+
+    # Every patent's history, verified and witnessed, holds every receipt given for it.
+    lacking = await missing_from_histories(proxied, market, HISTORY_S)
+    assert not lacking, run.says(f"histories lacking receipts: {lacking}")
 
     # Every node serves the same logs, and every receipt given is in them, where it said.
     logs = {name: await read_logs(net, name, NAMES) for name in NAMES}
