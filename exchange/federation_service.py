@@ -19,20 +19,26 @@ import grpc
 
 from exchange.errors import ExchangeError, InvalidFieldError
 from exchange.federation import Federation, network_digest
+from exchange.limits import MAX_STREAM_BATCH, max_streams_per_member
 from exchange.network import Member, NetworkError, peer_of
 from exchange.service import ERROR_DOMAIN, statement_date_error
 from exchange.service import status_for as exchange_status_for
 from kaifang.federation.v1 import federation_pb2 as fed
 from ledger.errors import LedgerError
 from ledger.merkle import HASH_SIZE
-from ledger.rpc import abort_with, build_status, register_service
+from ledger.rpc import (
+    StreamLimiter,
+    TooManyStreamsError,
+    abort_with,
+    build_status,
+    register_service,
+    too_many_streams_status,
+)
 from ledger.service import MAX_INDEX
 from ledger.service import status_for as ledger_status_for
 
 logger = logging.getLogger(__name__)
 
-# The most entries a caller may ask for per streamed batch.
-MAX_STREAM_BATCH = 10_000
 # A consistency proof of any tree below 2^64 entries has fewer hashes.
 MAX_PROOF_HASHES = 128
 
@@ -46,6 +52,8 @@ async def _abort(context: Any, error: Exception) -> None:
         status = exchange_status_for(error)
     elif isinstance(error, LedgerError):
         status = ledger_status_for(error)
+    elif isinstance(error, TooManyStreamsError):
+        status = too_many_streams_status(ERROR_DOMAIN, error)
     else:
         logger.exception("unexpected error serving a federation request")
         status = build_status(
@@ -76,9 +84,18 @@ def _check_hashes(field: str, hashes: Any) -> list[bytes]:
 class FederationService:
     """Serves one node's federation API to the members of its network."""
 
-    def __init__(self, federation: Federation) -> None:
-        """Serve through ``federation``."""
+    def __init__(self, federation: Federation, *, streams: StreamLimiter | None = None) -> None:
+        """Serve through ``federation``; ``streams`` caps each member's open StreamEntries.
+
+        The default cap grows with the network (:func:`exchange.limits.max_streams_per_member`).
+        """
         self.federation = federation
+        members = len(federation.network.members)
+        self.streams = (
+            streams
+            if streams is not None
+            else StreamLimiter("StreamEntries streams", max_streams_per_member(members))
+        )
 
     def _caller(self, context: Any) -> Member:
         return peer_of(context.auth_context(), self.federation.network)
@@ -109,17 +126,19 @@ class FederationService:
     async def StreamEntries(
         self, request: fed.StreamEntriesRequest, context: Any
     ) -> AsyncIterator[fed.StreamEntriesResponse]:
-        self._caller(context)
+        caller = self._caller(context)
         if request.max_batch > MAX_STREAM_BATCH:
             raise InvalidFieldError(
                 "max_batch", f"{request.max_batch} entries; at most {MAX_STREAM_BATCH} per batch"
             )
         await self._log(request.origin)
         start = _index("start", request.start)
-        async for batch in self.federation.batches(
-            request.origin, start, follow=request.follow, max_batch=request.max_batch
-        ):
-            yield batch
+        # A valid request takes a slot, held until the stream ends however it ends.
+        with self.streams.hold(caller.name):
+            async for batch in self.federation.batches(
+                request.origin, start, follow=request.follow, max_batch=request.max_batch
+            ):
+                yield batch
 
     async def GetInclusionProof(
         self, request: fed.GetInclusionProofRequest, context: Any

@@ -39,11 +39,21 @@ from exchange.errors import (
     ViewOrderError,
     WitnessRefusedError,
 )
-from exchange.node import MAX_SUBMIT_BATCH, Exchange, Submitted
+from exchange.limits import MAX_SUBMIT_BATCH, MAX_WATCHES, MAX_WATCHES_PER_CLIENT
+from exchange.node import Exchange, Submitted
 from kaifang.exchange.v1 import exchange_pb2
 from kaifang.exchange.v1 import statements_pb2 as pb
 from ledger.errors import LedgerError
-from ledger.rpc import abort_with, build_status, field_violation, register_service
+from ledger.rpc import (
+    StreamLimiter,
+    TooManyStreamsError,
+    abort_with,
+    build_status,
+    caller_host,
+    field_violation,
+    register_service,
+    too_many_streams_status,
+)
 from ledger.service import MAX_INDEX, MAX_ORIGIN
 from ledger.service import status_for as ledger_status_for
 
@@ -199,6 +209,8 @@ async def _abort(context: Any, error: Exception) -> None:
         status = status_for(error)
     elif isinstance(error, LedgerError):
         status = ledger_status_for(error)
+    elif isinstance(error, TooManyStreamsError):
+        status = too_many_streams_status(ERROR_DOMAIN, error)
     else:
         logger.exception("unexpected error serving an exchange request")
         status = build_status(
@@ -211,9 +223,14 @@ async def _abort(context: Any, error: Exception) -> None:
 class ExchangeService:
     """Serves one exchange node."""
 
-    def __init__(self, exchange: Exchange) -> None:
-        """Admit through ``exchange``."""
+    def __init__(self, exchange: Exchange, *, watches: StreamLimiter | None = None) -> None:
+        """Admit through ``exchange``; ``watches`` caps open watches (default: exchange.limits)."""
         self.exchange = exchange
+        self.watches = (
+            watches
+            if watches is not None
+            else StreamLimiter("WatchOffers streams", MAX_WATCHES_PER_CLIENT, MAX_WATCHES)
+        )
 
     async def SubmitStatement(
         self, request: exchange_pb2.SubmitStatementRequest, context: Any
@@ -274,17 +291,21 @@ class ExchangeService:
             raise InvalidFieldError("after_cursor", f"is above {MAX_INDEX}, beyond any offer")
         cursor = request.after_cursor
         exchange = self.exchange
-        while not exchange.stopping:
-            version = exchange.version
-            read = functools.partial(queries.watched_offers, conditions=conditions, after=cursor)
-            offers = await exchange.db.scan(read)
-            for offer in offers:
-                yield exchange_pb2.WatchOffersResponse(offer=offer)
-                cursor = offer.cursor
-            if len(offers) < queries.WATCH_BATCH:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(WATCH_POLL_S):
-                        await exchange.wait_for_change(version)
+        # A valid request takes a slot, held until the stream ends however it ends.
+        with self.watches.hold(caller_host(context.peer())):
+            while not exchange.stopping:
+                version = exchange.version
+                read = functools.partial(
+                    queries.watched_offers, conditions=conditions, after=cursor
+                )
+                offers = await exchange.db.scan(read)
+                for offer in offers:
+                    yield exchange_pb2.WatchOffersResponse(offer=offer)
+                    cursor = offer.cursor
+                if len(offers) < queries.WATCH_BATCH:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(WATCH_POLL_S):
+                            await exchange.wait_for_change(version)
         raise StoppingError(f"the node is stopping; resume the watch after cursor {cursor}")
 
     async def ListLicences(

@@ -30,7 +30,16 @@ from ledger.errors import (
     UnknownLogError,
 )
 from ledger.merkle import HASH_SIZE
-from ledger.rpc import abort_with, build_status, field_violation, register_service
+from ledger.rpc import (
+    StreamLimiter,
+    TooManyStreamsError,
+    abort_with,
+    build_status,
+    caller_host,
+    field_violation,
+    register_service,
+    too_many_streams_status,
+)
 from ledger.store import LogStore
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,11 @@ MAX_BATCH = 1000
 # Stay well under gRPC's default 4 MiB message limit whatever the entry sizes.
 MAX_BATCH_BYTES = 1 << 20
 READ_ROWS = 64
+# Open GetEntries streams per client address. A stream reads a few rows at a
+# time and holds no connection while its reader lags, but each one open holds
+# a response in flight: a mirror or an auditor reads a log with one, or a few
+# in parallel ranges.
+MAX_ENTRY_STREAMS_PER_CLIENT = 8
 
 # The one table from domain errors to gRPC statuses. Looked up along the
 # exception's MRO, so a subclass maps like its nearest listed ancestor.
@@ -90,6 +104,8 @@ async def _abort(context: Any, error: Exception) -> None:
     """
     if isinstance(error, LedgerError):
         status = status_for(error)
+    elif isinstance(error, TooManyStreamsError):
+        status = too_many_streams_status(ERROR_DOMAIN, error)
     else:
         logger.exception("unexpected error serving a ledger request")
         transient = isinstance(error, (OperationalError, InterfaceError, TimeoutError))
@@ -111,10 +127,19 @@ def _index(value: int, field: str) -> int:
 class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     """Serves the logs of one database; the empty origin names the node's own log."""
 
-    def __init__(self, own: LogStore) -> None:
-        """Serve ``own`` and, by origin, any other log stored in the same database."""
+    def __init__(self, own: LogStore, *, entry_streams: StreamLimiter | None = None) -> None:
+        """Serve ``own`` and, by origin, any other log stored in the same database.
+
+        ``entry_streams`` caps each client's open GetEntries streams (default:
+        :data:`MAX_ENTRY_STREAMS_PER_CLIENT`).
+        """
         self._own = own
         self._logs: dict[str, LogStore] = {own.origin: own}
+        self.entry_streams = (
+            entry_streams
+            if entry_streams is not None
+            else StreamLimiter("GetEntries streams", MAX_ENTRY_STREAMS_PER_CLIENT)
+        )
 
     async def _log(self, origin: str) -> LogStore:
         if not origin:
@@ -178,20 +203,22 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             raise IndexOutOfRangeError(f"end {end} exceeds the log's signed size {latest}")
         if start > end:
             raise InvalidArgumentError("start", f"start {start} is after end {end}")
-        response = ledger_pb2.GetEntriesResponse()
-        size = 0
-        # Read few rows at a time: a row may be 64 KiB, and a stream should
-        # hold a message's worth of them, not a batch of 1,000.
-        async for rows in log.entries(start, end, batch=min(batch, READ_ROWS)):
-            for index, data in rows:
-                full = len(response.entries) == batch or size + len(data) > MAX_BATCH_BYTES
-                if response.entries and full:
-                    yield response
-                    response, size = ledger_pb2.GetEntriesResponse(), 0
-                response.entries.add(index=index, data=data)
-                size += len(data)
-        if response.entries:
-            yield response
+        # A valid request takes a slot, held until the stream ends however it ends.
+        with self.entry_streams.hold(caller_host(context.peer())):
+            response = ledger_pb2.GetEntriesResponse()
+            size = 0
+            # Read few rows at a time: a row may be 64 KiB, and a stream should
+            # hold a message's worth of them, not a batch of 1,000.
+            async for rows in log.entries(start, end, batch=min(batch, READ_ROWS)):
+                for index, data in rows:
+                    full = len(response.entries) == batch or size + len(data) > MAX_BATCH_BYTES
+                    if response.entries and full:
+                        yield response
+                        response, size = ledger_pb2.GetEntriesResponse(), 0
+                    response.entries.add(index=index, data=data)
+                    size += len(data)
+            if response.entries:
+                yield response
 
     async def GetInclusionProof(
         self, request: ledger_pb2.GetInclusionProofRequest, context: Any
