@@ -63,7 +63,7 @@ UNARY = [
     "GetStatistics",
 ]
 FUZZ = settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -213,7 +213,7 @@ async def test_fuzzed_requests_get_a_client_error_and_refusals_write_nothing(
     await _check(node, method, data.draw(_requests(corpus, method)))
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=100)
 @given(data=st.data())
 async def test_fuzzed_watch_requests_get_a_client_error_and_write_nothing(
     node: Target, corpus: Corpus, data: st.DataObject

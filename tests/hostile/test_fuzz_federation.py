@@ -49,7 +49,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SERVICE = "/kaifang.federation.v1.FederationService"
 STREAMS = {"StreamEntries"}
 FUZZ = settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
