@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench                 # everything, full sizes (several minutes)
+    python -m bench                 # everything, full sizes (about half an hour)
     python -m bench --quick         # small sizes: a smoke test of the suite
     python -m bench --only proofs   # one benchmark (repeatable)
     python -m bench --profile       # also write cProfile output to bench/out/
@@ -11,9 +11,15 @@ Usage::
 Benchmarks (see each module): ``append`` (:mod:`bench.append`), ``pymerkle``
 (:mod:`bench.pymerkle_compare`), ``proofs`` (:mod:`bench.proofs`),
 ``latency`` (:mod:`bench.latency`), ``admission`` (:mod:`bench.admission`),
-``views`` (:mod:`bench.views`) and ``federation`` (:mod:`bench.federation`).
-Each runs in an event loop of its own, and an error in one is reported
-without stopping the others.
+``views`` (:mod:`bench.views`), ``federation`` (:mod:`bench.federation`),
+``audit`` (:mod:`bench.audit`) and ``soak`` (:mod:`bench.soak`). Each runs
+in an event loop of its own, and an error in one is reported without
+stopping the others.
+
+A complete run at full size (every benchmark; no ``--quick``, ``--size`` or
+``--profile``) also writes the one-page summary ``bench/results.md``
+(:mod:`bench.results`), with the charts the benchmarks drew copied next to
+it; ``--results PATH`` writes that page for any run.
 
 Exit status: 0 if every target is met, 1 if one is missed or a benchmark
 failed, 2 for bad arguments.
@@ -28,6 +34,7 @@ import dataclasses
 import io
 import json
 import pstats
+import shutil
 import sys
 import time
 import traceback
@@ -45,11 +52,14 @@ from bench import (
     machine,
     proofs,
     pymerkle_compare,
+    soak,
     views,
 )
 from bench.common import Context, Figure, Outcome, Sizes, format_number
+from bench.results import render as render_results
 
 BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_FILE = BENCH_DIR / "results.md"
 BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "append": append.run,
     "pymerkle": pymerkle_compare.run,
@@ -59,6 +69,7 @@ BENCHMARKS: dict[str, Callable[[Context], Coroutine[Any, Any, Outcome]]] = {
     "views": views.run,
     "federation": federation.run,
     "audit": audit.run,
+    "soak": soak.run,
 }
 
 
@@ -96,6 +107,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out", type=Path, default=BENCH_DIR / "out", help="where to write plots and samples"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="write the Markdown summary here even for a partial run (a complete full-size "
+        f"run writes {RESULTS_FILE.relative_to(BENCH_DIR.parent)})",
     )
     args = parser.parse_args(argv)
     try:
@@ -177,6 +194,34 @@ def render_baselines(figures: dict[str, list[Figure]]) -> str:
         for figure in group
         if figure.baseline_label
     )
+
+
+def results_path(args: argparse.Namespace) -> Path | None:
+    """Where to write the summary: ``--results``, else results.md after a complete full run.
+
+    A partial, quick, resized or profiled run leaves the committed page alone:
+    it describes one whole ``make bench``.
+    """
+    if args.results is not None:
+        return Path(args.results)
+    complete = not (args.only or args.quick or args.size or args.profile)
+    return RESULTS_FILE if complete else None
+
+
+def write_results(report: dict[str, Any], path: Path) -> list[Path]:
+    """Write the summary of ``report`` to ``path``, charts copied beside it; return the charts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    charts = []
+    for result in report["benchmarks"].values():
+        for chart in (result.get("info") or {}).get("charts", []):
+            source = Path(chart)
+            if source.exists():
+                target = path.parent / source.name
+                if source.resolve() != target.resolve():
+                    shutil.copyfile(source, target)
+                charts.append(target)
+    path.write_text(render_results(report, [c.name for c in charts]))
+    return charts
 
 
 def save_profile(profiler: cProfile.Profile, out_dir: Path, name: str) -> None:
@@ -271,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         verdict += f"; benchmarks failed: {', '.join(errors)}"
     print(f"{verdict}. Report: {args.report}")
+    summary = results_path(args)
+    if summary is not None:
+        write_results(report, summary)
+        print(f"Summary: {summary}")
+    else:
+        print(f"{RESULTS_FILE.name} not updated: not a complete full-size run (--results PATH "
+              "writes one anyway)")  # fmt: skip
     return 0 if report["summary"]["passed"] else 1
 
 

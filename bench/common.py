@@ -194,6 +194,11 @@ class Sizes:
     federation_rate: float = 500.0
     federation_seconds: float = 60.0
     catchup_entries: int = 1_000_000
+    # soak: nodes of the network, statements/s (reads come on top, see
+    # bench.soak) and how long the load lasts.
+    soak_nodes: int = 3
+    soak_rate: float = 40.0
+    soak_seconds: float = 600.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -216,6 +221,7 @@ class Sizes:
             federation_rate=100.0,
             federation_seconds=8.0,
             catchup_entries=30_000,
+            soak_seconds=20.0,
         )
 
 
