@@ -715,9 +715,13 @@ class Federation:
                     log.warning("witness %s refused checkpoint %d: %s", name, latest.size,
                                 e.details(), extra={"witness": name})  # fmt: skip
                 return
-            row = insert(Cosignature).values(
-                log_id=store.log_id, size=latest.size, witness=response.witness_vkey,
-                line=response.cosignature,
+            # A node that restarted asks again for sizes already cosigned: the
+            # witness answers again, and the stored cosignature stands.
+            row = self.db.insert_ignore(
+                Cosignature,
+                {"log_id": store.log_id, "size": latest.size,
+                 "witness": response.witness_vkey, "line": response.cosignature},
+                ["log_id", "size", "witness"],
             )  # fmt: skip
             await self.db.write(functools.partial(_execute, row))
             self._witnessed[name] = latest.size

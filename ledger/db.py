@@ -39,8 +39,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 import migrations
 
@@ -193,6 +195,19 @@ class Database:
     def is_sqlite(self) -> bool:
         """Whether the database is SQLite."""
         return self.dialect == "sqlite"
+
+    def insert_ignore(
+        self, table: Any, values: Mapping[str, object], keys: Sequence[str]
+    ) -> Executable:
+        """An INSERT of ``values`` into ``table`` that does nothing if a row with the same
+        ``keys`` exists (an idempotent write: retried, replayed or raced)."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement: Executable = (
+            dialect.insert(table)
+            .values(dict(values))
+            .on_conflict_do_nothing(index_elements=list(keys))
+        )
+        return statement
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, a point read (a few indexed rows), on a connection that only reads.

@@ -45,8 +45,6 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Executable
 
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.db import Database, Prepared
@@ -75,8 +73,8 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.models import Base, Entry, Log, LogKey
 from ledger.models import Checkpoint as CheckpointRow
+from ledger.models import Entry, Log, LogKey
 from ledger.note import Signer, Verifier
 from ledger.receipt import Receipt
 
@@ -334,7 +332,7 @@ class LogStore:
         """
         now = clock()
         values = {"origin": origin, "vkey": vkey, "created_at": now}
-        statement = _insert_ignore(db, Log, values, ["origin"])
+        statement = db.insert_ignore(Log, values, ["origin"])
 
         def run(conn: Connection) -> None:
             conn.execute(statement)
@@ -342,7 +340,7 @@ class LogStore:
             # (a no-op for an existing log, whose row already says so).
             log_id, first = conn.execute(select(Log.id, Log.vkey).where(Log.origin == origin)).one()
             key = {"log_id": log_id, "vkey": first, "added_at": now}
-            conn.execute(_insert_ignore(db, LogKey, key, ["log_id", "vkey"]))
+            conn.execute(db.insert_ignore(LogKey, key, ["log_id", "vkey"]))
 
         await db.write(run)
         return await cls.open(db, origin)
@@ -377,7 +375,7 @@ class LogStore:
         if vkey in await self.reload_keys():
             return False
         values = {"log_id": self.log_id, "vkey": vkey, "added_at": clock()}
-        statement = _insert_ignore(self.db, LogKey, values, ["log_id", "vkey"])
+        statement = self.db.insert_ignore(LogKey, values, ["log_id", "vkey"])
         await self.db.write(lambda conn: conn.execute(statement))
         await self.reload_keys()
         return True
@@ -919,15 +917,6 @@ def _check_checkpoint(
             f"checkpoint at size {size}: its note says origin {signed.origin!r}, "
             f"size {signed.size}, root {signed.root_hash.hex()}"
         )
-
-
-def _insert_ignore(
-    db: Database, table: type[Base], values: dict[str, object], keys: list[str]
-) -> Executable:
-    """An INSERT that does nothing if a row with the same ``keys`` exists."""
-    if db.is_sqlite:
-        return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
-    return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
 
 
 class Appender:

@@ -36,11 +36,6 @@ async def pair(tmp_path: Path) -> AsyncIterator[LocalNetwork]:
         await network.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sizes witnesses cosigned are not reloaded on start and a cosignature already "
-    "stored is inserted again (exchange/federation.py Federation._ask_witness)",
-)
 async def test_a_restarted_node_collects_cosignatures_without_error(pair: LocalNetwork) -> None:
     await seed(pair, "a", 701)
 
