@@ -44,6 +44,7 @@ from kaifang.federation.v1 import federation_pb2 as fed
 from kaifang.federation.v1 import federation_pb2_grpc as fed_grpc
 from kaifang.ledger.v1 import ledger_pb2 as lg
 from kaifang.ledger.v1 import ledger_pb2_grpc as lg_grpc
+from ledger.rpc import StreamLimiter, TooManyStreamsError, caller_host
 from ledger.service import MAX_BATCH, MAX_ENTRY_STREAMS_PER_CLIENT
 from tests.exchange import story
 from tests.hostile.harness import (
@@ -375,3 +376,46 @@ async def test_stalled_streams_in_every_slot_do_not_slow_other_callers(big: Targ
             call.cancel()
         for channel in channels:
             await channel.close(None)
+
+
+# -- the counting itself ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:203.0.113.7:51234", "203.0.113.7"),
+        ("ipv6:[2001:db8::1]:51234", "2001:db8::1"),
+        ("ipv6:[::1]:9", "::1"),
+        ("unix:/run/kaifang.sock", "unix:/run/kaifang.sock"),
+        ("", ""),
+    ],
+)
+async def test_a_caller_is_known_by_its_address_without_the_port(peer: str, host: str) -> None:
+    assert caller_host(peer) == host
+
+
+async def test_a_limiter_caps_each_caller_and_all_of_them_and_forgets_a_caller_gone() -> None:
+    limiter = StreamLimiter("test streams", per_caller=2, total=3)
+    limiter.acquire("x")
+    limiter.acquire("x")
+    with pytest.raises(TooManyStreamsError) as own:
+        limiter.acquire("x")
+    assert (own.value.limit, own.value.in_all) == (2, False)
+    limiter.acquire("y")
+    with pytest.raises(TooManyStreamsError) as everyone:
+        limiter.acquire("z")  # z holds none, but all three slots are taken
+    assert (everyone.value.limit, everyone.value.in_all) == (3, True)
+    for caller in ("x", "x", "y"):
+        limiter.release(caller)
+    assert limiter.open() == 0
+    assert limiter._open == {}  # no entry kept per caller ever seen
+
+
+async def test_a_held_slot_is_given_back_when_the_stream_fails() -> None:
+    limiter = StreamLimiter("test streams", per_caller=1)
+    with pytest.raises(RuntimeError), limiter.hold("x"):
+        raise RuntimeError("the stream broke")
+    with limiter.hold("x"):
+        assert limiter.open("x") == 1
+    assert limiter.open("x") == 0
