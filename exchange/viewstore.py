@@ -54,6 +54,9 @@ Row = dict[str, Any]
 REBUILD_CACHE_KIB = 512 * 1024
 # Rows per bulk INSERT when a memory store is written out.
 FLUSH_CHUNK = 5000
+# The PostgreSQL advisory lock key that serialises offer numbering: any
+# constant no other lock of the database uses ("kaifang" in ASCII).
+OFFER_NUMBERING_LOCK = 0x6B616966616E67
 # Every view table, in an order that deletes cleanly.
 VIEW_TABLES: tuple[Table, ...] = tuple(reversed(ViewBase.metadata.sorted_tables))
 
@@ -531,8 +534,13 @@ class SqlViewStore(_Subjects):
             if self.conn.dialect.name == "postgresql":
                 # Watchers resume after the highest cursor they saw: offers
                 # must become visible in cursor order, so their numbering is
-                # serialised (until this transaction ends).
-                self.conn.execute(text("LOCK TABLE offers IN EXCLUSIVE MODE"))
+                # serialised until this transaction ends. By an advisory lock,
+                # not by locking the offers table: a transaction that has
+                # already changed an offer holds that table in ROW EXCLUSIVE
+                # mode, and two such asking for EXCLUSIVE wait for each other.
+                self.conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": OFFER_NUMBERING_LOCK}
+                )
             last = _MAX_SEQ.first(self.conn, {})[0]
             self._seq = 0 if last is None else int(last)
         self._seq += 1

@@ -21,7 +21,6 @@ import itertools
 import os
 from collections.abc import Callable
 
-import pytest
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,11 +50,6 @@ async def _number_and_commit(conn: AsyncConnection) -> Exception | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="next_seq locks offers IN EXCLUSIVE MODE after the transaction may already hold it "
-    "in ROW EXCLUSIVE mode (exchange/viewstore.py SqlViewStore.next_seq)",
-)
 async def test_two_transactions_numbering_offers_do_not_deadlock(pg_server: PostgresServer) -> None:
     url = await create_database(pg_server, f"numbering{os.getpid()}_{next(_counter)}")
     db = Database(url)
