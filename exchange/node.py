@@ -42,7 +42,7 @@ from sqlalchemy import Connection, select
 from exchange import metrics
 from exchange.admission import admit, run_signature_checks, signature_checks, subject_of
 from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
-from exchange.models import ViewCursor
+from exchange.models import OfferRow, ViewCursor
 from exchange.statements import parse_statement, statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
 from exchange.viewstore import MemoryViewStore, SqlViewStore, analyze_views
@@ -458,7 +458,9 @@ async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
     sequenced only in its subject's home log, so logs are independent) and
     the views are then replaced in one transaction: readers see the old
     views or the new, never a half-built one, and an interrupted rebuild
-    leaves the old views in place. Memory grows with the size of the views.
+    leaves the old views in place. Offers keep the watch cursors the old
+    views gave them (:meth:`MemoryViewStore.keep_numbers`). Memory grows
+    with the size of the views.
     """
     views = MemoryViewStore()
     origins = await db.read(lambda c: list(c.execute(select(Log.origin)).scalars()))
@@ -472,5 +474,12 @@ async def rebuild_views(db: Database, *, chunk: int = APPLY_CHUNK) -> int:
                 skipped += not apply_entry(views, origin, index, data)
             applied += len(rows)
         _warn_skipped(origin, skipped)
-    await db.write(views.write)
+
+    def replace(conn: Connection) -> int:
+        # In the transaction that replaces them, so no offer numbered since is missed.
+        old = conn.execute(select(OfferRow.offer_id, OfferRow.seq))
+        views.keep_numbers({bytes(offer_id): int(seq) for offer_id, seq in old})
+        return views.write(conn)
+
+    await db.write(replace)
     return applied

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -664,6 +665,26 @@ class MemoryViewStore(_Subjects):
 
     def flush(self) -> None:
         """Nothing to do: :meth:`write` writes everything."""
+
+    def keep_numbers(self, numbers: Mapping[bytes, int]) -> None:
+        """Give offers the watch cursors ``numbers`` gave them; number the others after those.
+
+        Cursors are this node's order of applying offers, which interleaves
+        the logs as they arrived; a rebuild applies the logs one after the
+        other. Keeping the numbers the views had lets a subscriber resume
+        with the cursor it was given, across a rebuild, missing nothing and
+        receiving nothing twice. Offers new to the views follow, in the
+        order the rebuild applied them.
+        """
+        offers = self.rows["offers"]
+        last = max(numbers.values(), default=0)
+        for row in sorted(offers.values(), key=lambda r: int(r["seq"])):
+            kept = numbers.get(bytes(row["offer_id"]))
+            if kept is None:
+                last += 1
+                kept = last
+            row["seq"] = kept
+        self._seq = last
 
     def write(self, conn: Connection) -> int:
         """Replace the views on ``conn`` with these rows; return how many rows were written."""

@@ -60,11 +60,6 @@ async def _watched(net: LocalNetwork, at: str, after: int) -> list[api.Offer]:
     return offers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a views rebuild renumbers the offers' watch cursors log by log (exchange/node.py "
-    "rebuild_views; the seq of exchange/projections.py _offer)",
-)
 async def test_a_watch_resumed_after_a_rebuild_gets_exactly_the_offers_it_had_not_seen(
     pair: LocalNetwork,
 ) -> None:
