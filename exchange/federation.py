@@ -129,6 +129,10 @@ RETRY_AFTER_S = 1.0
 # After a peer served a batch that failed its proof, it is not asked for that
 # origin again for this long (seconds).
 PENALTY_S = 5.0
+# A stream that has delivered nothing for this long while another peer holds
+# more of its origin is given up (a stalled or deliberately slow source must
+# not hold an origin back), and its source penalised.
+STALL_S = 5.0
 SAME_SIZE = "SAME_SIZE_DIFFERENT_ROOT"
 INCONSISTENT = "INCONSISTENT"
 
@@ -203,6 +207,8 @@ class Federation:
         self._channels: dict[str, grpc.aio.Channel] = {}
         # origin -> (peer, task) of the stream fetching it.
         self._streams: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        # origin -> (entries held, when that size was first seen): stream progress.
+        self._progress: dict[str, tuple[int, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         # Per witness, the size of this node's log it last cosigned.
         self._witnessed: dict[str, int] = {}
@@ -507,10 +513,18 @@ class Federation:
             store = await self.exchange.log(origin)
             held = await store.size()
             current = self._streams.get(origin)
-            if current is not None and peer == origin and current[0] != origin:
+            now = time.monotonic()
+            if (
+                current is not None and peer == origin and current[0] != origin
+                and state.penalised.get(origin, 0.0) <= now
+            ):  # fmt: skip
                 # Straight from the origin beats through a relay: one hop less.
                 current[1].cancel()
                 del self._streams[origin]
+            elif checkpoint.size <= held:
+                self._progress[origin] = (held, now)  # not behind: nothing is owed
+            elif current is not None and current[0] != peer:
+                self._give_up_if_stalled(origin, current, held, now)
             if origin in self._streams or checkpoint.size < held:
                 continue
             if checkpoint.size == held and await _has_checkpoint(store, held):
@@ -519,6 +533,28 @@ class Federation:
                 continue
             task = asyncio.create_task(self._follow(peer, origin), name=f"follow {origin}@{peer}")
             self._streams[origin] = (peer, task)
+
+    def _give_up_if_stalled(
+        self, origin: str, current: tuple[str, asyncio.Task[None]], held: int, now: float
+    ) -> None:
+        """Cancel ``origin``'s stream if this node has been behind ``held`` for STALL_S.
+
+        The clock starts when the node was last seen not behind, or last grew.
+        """
+        seen = self._progress.get(origin)
+        if seen is None or seen[0] != held:
+            self._progress[origin] = (held, now)
+            return
+        if now - seen[1] < STALL_S:
+            return
+        source, task = current
+        task.cancel()
+        del self._streams[origin]
+        del self._progress[origin]
+        self.peer_state[source].penalised[origin] = now + PENALTY_S
+        log.warning("stream of %s from %s delivered nothing for %.0f s; asking another peer",
+                    origin, source, now - seen[1],
+                    extra={"origin": origin, "peer": source})  # fmt: skip
 
     async def _adopt_evidence(self, peer: str) -> None:
         """Take the peer's fork evidence of the same-size kind, which proves itself.
