@@ -165,7 +165,12 @@ def _check_dates(request: Any, *fields: str) -> None:
                 raise error
 
 
-def _first_bad_date(message: Message, prefix: str) -> InvalidFieldError | None:
+# Largest value of a C int: a Date part above it makes Python's date raise an
+# OverflowError instead of the ValueError of an impossible date.
+_C_INT_MAX = 2**31 - 1
+
+
+def _first_overflowing_date(message: Message, prefix: str) -> InvalidFieldError | None:
     for field, value in message.ListFields():
         if field.type != FieldDescriptor.TYPE_MESSAGE:
             continue
@@ -173,29 +178,32 @@ def _first_bad_date(message: Message, prefix: str) -> InvalidFieldError | None:
         for i, child in enumerate(value if repeated else [value]):
             path = f"{prefix}{field.name}" + (f"[{i}]" if repeated else "")
             if field.message_type is pb.Date.DESCRIPTOR:
-                error = _date_error(child, path)
+                if max(child.year, child.month, child.day) > _C_INT_MAX:
+                    return InvalidFieldError(
+                        path, f"{child.year}-{child.month}-{child.day} is not a date"
+                    )
             else:
-                error = _first_bad_date(child, path + ".")
-            if error is not None:
-                return error
+                error = _first_overflowing_date(child, path + ".")
+                if error is not None:
+                    return error
     return None
 
 
 def statement_date_error(signed: pb.SignedStatement) -> InvalidFieldError | None:
-    """The refusal of a statement holding a Date past any calendar, or None.
+    """The refusal of a statement holding a Date part past a C int, or None.
 
-    Admission converts dates as it checks a statement's structure, and a
-    part beyond a C int escapes it as an OverflowError: the statement, and
-    with it the batch it came in, would fail INTERNAL. Checked here first,
-    with the field path admission would name; bytes that are no statement
-    are left to admission to refuse. Parsing again costs well under a
-    microsecond a statement.
+    Admission converts dates as it checks a statement's structure, and such
+    a part escapes it as an OverflowError, not the ValueError it turns into
+    INVALID_ARGUMENT: the statement, and with it the batch it came in, would
+    fail INTERNAL. Refused here first, with the field path admission names;
+    every other date, and bytes that are no statement, are left to admission
+    to judge. Parsing again costs well under a microsecond a statement.
     """
     try:
         statement = pb.Statement.FromString(signed.statement)
     except DecodeError:
         return None
-    return _first_bad_date(statement, "")
+    return _first_overflowing_date(statement, "")
 
 
 def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
