@@ -92,6 +92,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.config import OPERATOR_KEY_NAME, ConfigError, NodeConfig, parse_address
+from exchange.limits import MAX_MESSAGE_BYTES
 from exchange.rules import REGISTER
 from ledger.cosignature import CosignatureVerifier
 from ledger.errors import KeyFileError, KeyFormatError
@@ -102,9 +103,6 @@ NETWORK_FILE = "network.toml"
 NODE_CONFIG_FILE = "kaifang.toml"
 # A node's witness (cosigning) key, beside its log key.
 WITNESS_KEY_FILE = "witness.key"
-# The client API's limit (exchange.server), so that a batch one side sends the
-# other can receive.
-MAX_MESSAGE_BYTES = 4 << 20
 CA_VALIDITY = dt.timedelta(days=3652)
 LEAF_VALIDITY = dt.timedelta(days=731)
 # Certificates start a little in the past, so that a peer whose clock is

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, select
 from exchange import metrics
 from exchange.admission import admit, run_signature_checks, signature_checks, subject_of
 from exchange.errors import ExchangeError, InvalidFieldError, NotHomeError, RuleViolationError
+from exchange.limits import MAX_SUBMIT_BATCH as MAX_SUBMIT_BATCH  # re-exported
 from exchange.models import OfferRow, ViewCursor
 from exchange.statements import parse_statement, statement_id
 from exchange.views import DbWorld, apply_entry, build_entry
@@ -64,8 +65,6 @@ APPLY_CHUNK = 1000
 # transaction: checking them beforehand on another thread costs more (the
 # hop, a connection, a key read) than the verification it moves.
 PRECHECK_MIN = 16
-# Statements one batch request may carry (register feeds, bulk imports).
-MAX_SUBMIT_BATCH = 1000
 
 
 @dataclass(frozen=True)

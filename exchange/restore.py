@@ -19,6 +19,7 @@ are rebuilt from the restored log when the node starts.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 
 # Entries per restored transaction: a few MB of SQL at most.
 BATCH_ENTRIES = 2000
-# Seconds a peer may take to answer GetHeads.
+# Seconds a peer may take to answer GetHeads, and to send each batch.
 HEADS_TIMEOUT_S = 10.0
+BATCH_TIMEOUT_S = 30.0
 
 
 class RestoreError(Exception):
@@ -123,7 +125,19 @@ async def restore_from_peers(
         if size == 0:
             raise RestoreError(f"no member holds any entry of {config.origin}")
         request = fed.StreamEntriesRequest(origin=config.origin, start=0, follow=False)
-        async for response in stub(source).StreamEntries(request):
+        call = stub(source).StreamEntries(request)
+        while True:
+            # A live but silent source must not hang the restore.
+            try:
+                response = await asyncio.wait_for(call.read(), BATCH_TIMEOUT_S)
+            except TimeoutError:
+                call.cancel()
+                raise RestoreError(
+                    f"{source} sent nothing for {BATCH_TIMEOUT_S:.0f} s; try --from-peer another"
+                ) from None
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]  # (missing from the stubs)
+                break
+            assert isinstance(response, fed.StreamEntriesResponse)
             if response.origin != config.origin:
                 raise RestoreError(f"{source} sent entries of {response.origin!r}")
             checkpoint = open_checkpoint(response.checkpoint, verifiers)

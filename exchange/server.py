@@ -47,6 +47,8 @@ from exchange.config import ConfigError, NodeConfig, parse_address
 from exchange.errors import ExchangeError
 from exchange.federation import Federation
 from exchange.federation_service import FederationService, add_federation_service
+from exchange.limits import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES  # re-exported
+from exchange.limits import SERVER_OPTIONS
 from exchange.metrics import LEDGER_SIZE
 from exchange.network import (
     WITNESS_KEY_FILE,
@@ -70,7 +72,6 @@ from ledger.store import LogStore, Sequencer
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 4 << 20
 # Key name of an exchange operator's key (roles are signed "operator:<origin>").
 OPERATOR_KEY_NAME = "operator"
 
@@ -206,15 +207,7 @@ async def start_node(
         # A new log signs its empty checkpoint, so that readers and witnesses
         # always have one to start from.
         await store.sequence([], signers)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                # Peers ping every 10 s to detect a dead link (exchange.network).
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ]
-        )
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         add_ledger_service(LedgerService(store), server)
         # The operator's key grants roles; the register key checks the patent
         # feed. A local node creates both (a network file will name them).

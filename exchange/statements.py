@@ -158,7 +158,7 @@ def to_date(value: pb.Date, field: str) -> dt.date:
     """Convert a Date message; raise :class:`InvalidFieldError` for an impossible date."""
     try:
         return dt.date(value.year, value.month, value.day)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:  # OverflowError: a part beyond C's int
         raise InvalidFieldError(
             field, f"{value.year}-{value.month}-{value.day} is not a date"
         ) from e
