@@ -417,6 +417,7 @@ class Chaos:
         self.busy_nodes: set[str] = set()
         self.busy_links: set[tuple[str, str]] = set()
         self.paused: set[str] = set()
+        self.crashed: set[str] = set()
         self.counts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -426,6 +427,7 @@ class Chaos:
         faults: list[tuple[str, Callable[[], Awaitable[None]] | None]] = []
         while time.monotonic() < end:
             await asyncio.sleep(self.rng.uniform(0.3, 2.0))
+            self._look_for_crashes()
             kind, fault = self._choose()
             if fault is None:
                 continue
@@ -437,6 +439,17 @@ class Chaos:
         self.timeline("chaos: no new faults; waiting for the last ones to be undone")
         await asyncio.gather(*list(self._tasks))
 
+    def _look_for_crashes(self) -> None:
+        """Note a node no fault is about that is not running: it exited by itself."""
+        for name, local in self.net.nodes.items():
+            process = local.process
+            if name in self.busy_nodes or process is None or process.poll() is None:
+                continue
+            if name not in self.crashed:
+                self.crashed.add(name)
+                self.timeline(f"{name} exited by itself ({process.returncode})")
+                self.market.violations.append(f"{name} exited by itself ({process.returncode})")
+
     async def _guarded(self, kind: str, fault: Callable[[], Awaitable[None]]) -> None:
         try:
             await fault()
@@ -447,7 +460,7 @@ class Chaos:
     def _choose(self) -> tuple[str, Callable[[], Awaitable[None]] | None]:
         rng = self.rng
         names = list(self.net.nodes)
-        idle_nodes = [n for n in names if n not in self.busy_nodes]
+        idle_nodes = [n for n in names if n not in self.busy_nodes and n not in self.crashed]
         idle_links = [link for link in self.pnet.links if link not in self.busy_links]
         kind = rng.choice(
             ["kill", "terminate", "pause", "cut", "blackhole", "stall", "delay", "partition"]
@@ -562,7 +575,8 @@ class Chaos:
             if local.process is None or local.process.poll() is not None:
                 # Every fault has been undone: a node that is not running left by itself.
                 code = None if local.process is None else local.process.returncode
-                self.market.violations.append(f"{name} exited by itself ({code})")
+                if name not in self.crashed:
+                    self.market.violations.append(f"{name} exited by itself ({code})")
                 self.timeline(f"restart {name}, which exited by itself ({code})")
                 self.net.start(name)
         await asyncio.gather(*(self.net.wait_ready(n) for n in self.net.nodes))
@@ -749,3 +763,28 @@ async def database_activity(url: str) -> str:
     finally:
         await db.dispose()
     return "\n".join(" | ".join(str(v) for v in row) for row in rows)
+
+
+async def log_state(url: str) -> str:
+    """Each log in the database at ``url``: entries held, and its five largest signed sizes."""
+    query = text(
+        "SELECT l.origin, (SELECT count(*) FROM entries e WHERE e.log_id = l.id), "
+        "(SELECT max(e.idx) FROM entries e WHERE e.log_id = l.id) FROM logs l ORDER BY l.origin"
+    )
+    sizes = text(
+        "SELECT size FROM checkpoints WHERE log_id = "
+        "(SELECT id FROM logs WHERE origin = :origin) ORDER BY size DESC LIMIT 5"
+    )
+
+    def read(conn: Connection) -> list[str]:
+        lines = []
+        for origin, count, last in conn.execute(query).all():
+            signed = list(conn.execute(sizes, {"origin": origin}).scalars())
+            lines.append(f"{origin}: {count} entries (last index {last}), signed {signed}")
+        return lines
+
+    db = Database(url)
+    try:
+        return "\n".join(await db.read(read))
+    finally:
+        await db.dispose()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import random
@@ -53,6 +54,7 @@ from tests.faults.chaos import (
     database_activity,
     fsck,
     ledger_digest,
+    log_state,
     log_tails,
     logged_errors,
     missing_from_histories,
@@ -168,7 +170,12 @@ async def test_a_network_under_random_faults_loses_nothing_acknowledged_and_conv
     try:
         await _run_and_check(proxied, run, seconds)
     except AssertionError:
-        # The nodes' directories go with the test's temporary directory.
+        # The nodes' directories go with the test's temporary directory (and a
+        # PostgreSQL database with the session): what they held, printed now.
+        print("timeline:\n" + "\n".join(run.timeline.events))
+        for name in NAMES:
+            with contextlib.suppress(Exception):
+                print(f"--- {name}'s logs:\n{await log_state(proxied.net.database_url(name))}")
         print(log_tails(proxied.net))
         raise
 
