@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import Executable
 
 import migrations
+
+log = logging.getLogger(__name__)
 
 # The execution option that marks a connection's next transaction as a writer.
 _WRITE = "kaifang_write"
@@ -163,6 +166,8 @@ class Database:
         self._threads: ThreadPoolExecutor | None = None
         self._writer: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
+        # Units of work whose callers were cancelled, left to finish (PostgreSQL).
+        self._orphans: set[asyncio.Task[Any]] = set()
         if self.dialect == "sqlite":
             parsed = make_url(url).set(drivername="sqlite")
             self._sync = create_sync_engine(
@@ -217,10 +222,38 @@ class Database:
         reader in WAL mode never waits for a writer.
         """
         if self._sync is None:
-            async with self.engine.connect() as conn:
-                return await conn.run_sync(work)
+            return await self._to_the_end(self._pg_read(work))
         with self._sync.connect() as conn:
             return work(conn)
+
+    async def _pg_read(self, work: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def _to_the_end(self, unit: Coroutine[Any, Any, T]) -> T:
+        """Run a unit of work on PostgreSQL to its end, even if its caller is cancelled.
+
+        A unit cancelled in the middle (a gRPC call whose client went away,
+        a stream replaced) can leave asyncpg inside a transaction that
+        SQLAlchemy never saw begin: the connection goes back to the pool in
+        it, every later transaction on it is only a savepoint, and their
+        commits are lost with the connection. So the caller's cancellation
+        stops the caller, not the unit: it finishes (commits or rolls back)
+        on its own, and its connection comes back clean.
+        """
+        task = asyncio.ensure_future(unit)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._orphans.add(task)
+                task.add_done_callback(self._orphan_done)
+            raise
+
+    def _orphan_done(self, task: asyncio.Task[Any]) -> None:
+        self._orphans.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("a unit of work whose caller was cancelled failed: %s", task.exception())
 
     async def scan(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, a read of many rows, without holding up the event loop."""
@@ -245,12 +278,7 @@ class Database:
         replicated from a peer.
         """
         if self._sync is None:
-            async with write_transaction(self.engine) as conn:
-                # A checkpoint, once served, must survive a server crash
-                # whatever the server's own setting.
-                setting = "on" if durable else "off"
-                await conn.exec_driver_sql(f"SET LOCAL synchronous_commit = {setting}")
-                return await conn.run_sync(work)
+            return await self._to_the_end(self._pg_write(work, durable))
         writer = self._writer
         assert writer is not None
 
@@ -271,6 +299,14 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
+    async def _pg_write(self, work: Callable[[Connection], T], durable: bool) -> T:
+        async with write_transaction(self.engine) as conn:
+            # A checkpoint, once served, must survive a server crash
+            # whatever the server's own setting.
+            setting = "on" if durable else "off"
+            await conn.exec_driver_sql(f"SET LOCAL synchronous_commit = {setting}")
+            return await conn.run_sync(work)
+
     async def _in_thread(self, run: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
 
@@ -280,6 +316,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every connection and stop the worker threads."""
+        if self._orphans:
+            await asyncio.wait(list(self._orphans))
         await self.engine.dispose()
         if self._sync is not None:
             self._sync.dispose()

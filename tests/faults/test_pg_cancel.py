@@ -62,11 +62,6 @@ def cancelled_while_beginning(victim: asyncio.Task[Any]) -> Iterator[None]:
         yield
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancelled unit of work can leave its pooled connection inside a transaction "
-    "(ledger/db.py Database.read and write on PostgreSQL)",
-)
 async def test_an_entry_sequenced_after_a_cancelled_read_is_durable(
     pg_server: PostgresServer, signer: Signer
 ) -> None:
