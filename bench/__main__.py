@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench                 # everything, full sizes (about half an hour)
+    python -m bench                 # everything, full sizes (about 25 minutes)
     python -m bench --quick         # small sizes: a smoke test of the suite
     python -m bench --only proofs   # one benchmark (repeatable)
     python -m bench --profile       # also write cProfile output to bench/out/
