@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PROTOS  := $(shell find proto -name '*.proto' | sort)
 PACKAGES := ledger exchange clients
 
-.PHONY: help run test demo lint reformat protos check-protos migrate bench clean
+.PHONY: help run test demo lint reformat protos check-protos migrate bench soak clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -67,8 +67,11 @@ check-protos: $(STAMP) ## Fail if the committed generated code is not current.
 migrate: $(STAMP) ## Migrate the node's database (DB=url to choose another).
 	$(VENV)/bin/kaifang migrate $(if $(DB),--db $(DB))
 
-bench: $(STAMP) ## Run the benchmarks; prints a table and writes bench/report.json.
+bench: $(STAMP) ## Run the benchmarks (about 25 min); prints a table, writes bench/report.json and, run whole, bench/results.md.
 	$(PY) -m bench $(BENCH_ARGS)
+
+soak: $(STAMP) ## Run the ten-minute soak of a 3-node network alone (SOAK_ARGS="--seconds 60" for a short one).
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean: ## Remove the virtual environment, caches and var/.
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
