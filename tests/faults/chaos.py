@@ -626,13 +626,6 @@ async def ledger_digest(url: str) -> dict[str, tuple[int, str]]:
     return {name: value for name, value in digest.items() if name not in views}
 
 
-# The watch cursor of offers (``seq``, also the page token of a search)
-# numbers offers in the order a node applied them, which interleaves the
-# logs as replication brought them; a rebuild numbers them log by log.
-# Compared apart from the rest of the views: see test_rebuild_cursors.py.
-WATCH_CURSOR = frozenset({("offers", "seq"), ("offer_ipcs", "seq")})
-
-
 async def view_rows(
     url: str, *, without: frozenset[tuple[str, str]] = frozenset()
 ) -> dict[str, list[tuple[object, ...]]]:
@@ -668,28 +661,21 @@ def view_differences(
     return differences
 
 
-def logged_errors(net: LocalNetwork, known: Sequence[tuple[str, str]] = ()) -> list[str]:
+def logged_errors(net: LocalNetwork) -> list[str]:
     """Lines of the nodes' logs at level ERROR or above, or not from the logger at all.
 
     A node logs one JSON object a line; anything else on its standard error
-    (a traceback, a warning printed by a library) is reported too. ``known``
-    lists (part of the message, text anywhere in the record) pairs of errors
-    not to report: bugs already reported, each with a test of its own.
+    (a traceback, a warning printed by a library) is reported too.
     """
     found = []
     for name, node in net.nodes.items():
         for line in node.log_file.read_text(errors="replace").splitlines():
             try:
-                record = json.loads(line)
-                level = record.get("level")
+                level = json.loads(line).get("level")
             except (ValueError, AttributeError):
-                record, level = {}, "not a log record"
-            if level in ("DEBUG", "INFO", "WARNING"):
-                continue
-            message = str(record.get("msg", ""))
-            if any(part in message and text in line for part, text in known):
-                continue
-            found.append(f"{name}: {line[:400]}")
+                level = "not a log record"
+            if level not in ("DEBUG", "INFO", "WARNING"):
+                found.append(f"{name}: {line[:400]}")
     return found
 
 

@@ -19,8 +19,8 @@ every link heals, every node runs, and:
   at its index, on every node, and no two receipts of a statement differ;
 - no statement is in two entries, in one log or across logs;
 - every node exits 0 on SIGTERM, ``kaifang ledger fsck`` passes for every log
-  in every database, and ``kaifang views rebuild`` changes no view (but the
-  offers' watch cursors, which test_rebuild_cursors.py is about) and no log.
+  in every database, and ``kaifang views rebuild`` changes no view (but for
+  ``NOT_YET_REBUILT``) and no log.
 
 The run is seeded: ``KAIFANG_CHAOS_SEED`` replays a seed (every random
 decision, not the processes' timing), otherwise one is drawn; it is printed,
@@ -45,7 +45,6 @@ import pytest
 from tests.faults.chaos import (
     CALL_DEADLINE_S,
     SUBMIT_PATIENCE_S,
-    WATCH_CURSOR,
     Chaos,
     Market,
     ProxiedNetwork,
@@ -76,15 +75,10 @@ CONVERGE_S = 120.0
 # Bound on witnessing catching up with every home's latest checkpoint.
 HISTORY_S = 60.0
 _counter = itertools.count()
-# Errors of bugs already found, each the subject of an xfail test of its own;
-# remove an entry when its test passes.
-KNOWN_ERRORS = [
-    # test_witness_restart.py: a cosignature stored before a restart is inserted again.
-    ("collecting cosignatures failed", "IntegrityError"),
-    # test_offer_numbering.py: on PostgreSQL, two transactions that change offers and
-    # number new ones deadlock; one is aborted.
-    ("", "DeadlockDetectedError"),
-]
+# View columns a rebuild does not yet reproduce, each a bug with an xfail test of
+# its own; remove an entry when its test passes. test_rebuild_cursors.py: the IPC
+# search keys of offers keep the cursors the rebuild gave, not those the offers keep.
+NOT_YET_REBUILT = frozenset({("offer_ipcs", "seq")})
 
 
 def chaos_seed() -> int:
@@ -199,7 +193,7 @@ async def _run_and_check(proxied: ProxiedNetwork, run: Run, seconds: float) -> N
     _report(run, market, chaos, traders, started)
 
     assert not market.violations, run.says(f"violations: {market.violations}")
-    errors = logged_errors(net, KNOWN_ERRORS)
+    errors = logged_errors(net)
     assert not errors, run.says("nodes logged errors:\n" + "\n".join(errors[:20]))
     admitted = sum(t.admitted for t in traders)
     assert admitted >= 50, run.says(f"the traders got only {admitted} statements admitted")
@@ -263,9 +257,9 @@ async def _run_and_check(proxied: ProxiedNetwork, run: Run, seconds: float) -> N
         for origin in NAMES:
             assert await fsck(url, origin) == 0, run.says(f"fsck of {origin} at {name} failed")
         logs_before = await ledger_digest(url)
-        before = await view_rows(url, without=WATCH_CURSOR)
+        before = await view_rows(url, without=NOT_YET_REBUILT)
         assert await rebuild_views(url) == 0, run.says(f"views rebuild at {name} failed")
-        changed = view_differences(before, await view_rows(url, without=WATCH_CURSOR))
+        changed = view_differences(before, await view_rows(url, without=NOT_YET_REBUILT))
         assert not changed, run.says(f"rebuilding {name}'s views changed {changed}")
         assert await ledger_digest(url) == logs_before, run.says(f"rebuild at {name} wrote logs")
     print(f"chaos run (seed {run.seed}) passed in {time.monotonic() - started:.0f} s")

@@ -1,14 +1,13 @@
 """Two transactions that change offers and number new ones do not deadlock on PostgreSQL.
 
-Found by the chaos run with a member on PostgreSQL: a node catching up
-several logs at once applies them in concurrent transactions, and sequences
-its own in another. A transaction that has already changed an offer (an
-acceptance counts on it, a withdrawal closes it) holds the offers table in
-ROW EXCLUSIVE mode; numbering a new offer then asks for the table in
-EXCLUSIVE mode (``SqlViewStore.next_seq``), which waits for every other
-transaction that changed an offer. Two such transactions wait for each
-other; PostgreSQL aborts one ("deadlock detected"), and that batch of the
-log is not applied (``replicating … failed``).
+Found by the chaos run with a member on PostgreSQL, since fixed: a node
+catching up several logs at once applies them in concurrent transactions,
+and sequences its own in another. A transaction that has already changed an
+offer (an acceptance counts on it, a withdrawal closes it) holds the offers
+table in ROW EXCLUSIVE mode; numbering a new offer used to ask for the table
+in EXCLUSIVE mode, which waits for every other transaction that changed an
+offer. Two such transactions waited for each other; PostgreSQL aborted one
+("deadlock detected"), and that batch of the log was not applied.
 
 The two transactions here are exactly that: each counts an acceptance on an
 offer, then numbers a new offer, and commits as soon as it has its number.

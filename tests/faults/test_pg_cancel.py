@@ -8,14 +8,16 @@ and a checkpoint it no longer had, and re-sequenced: fork evidence).
 
 A unit of work whose first statement runs through :class:`ledger.db.Prepared`
 (the DBAPI cursor, as ``LogStore.size`` does) starts the transaction from
-inside the driver. If the task is cancelled while that ``BEGIN`` is on its
-way (a gRPC call whose client went away, a stream the federation replaces),
-asyncpg keeps the transaction as the connection's own while SQLAlchemy
-never saw it start, so nothing rolls it back: the connection goes back to
-the pool inside an open transaction. Every later transaction on it becomes
-a savepoint of that one, and its commit only releases the savepoint.
-Nothing it writes is visible to anyone else, and all of it is lost when
-the connection closes, though the log answered as if it were durable.
+inside the driver. When the caller was cancelled while that ``BEGIN`` was
+on its way (a gRPC call whose client went away, a stream the federation
+replaces), asyncpg kept the transaction as the connection's own while
+SQLAlchemy never saw it start, so nothing rolled it back: the connection
+went back to the pool inside an open transaction. Every later transaction
+on it became a savepoint of that one, and its commit only released the
+savepoint: nothing it wrote was visible to anyone else, and all of it was
+lost when the connection closed, though the log had answered as if it were
+durable. Since fixed: a unit of work runs to its end even if its caller is
+cancelled.
 
 The cancellation is timed by wrapping the driver's ``execute``: the caller's
 task is cancelled once the ``BEGIN`` is sent. Everything else is the

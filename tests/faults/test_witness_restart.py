@@ -1,13 +1,12 @@
 """A node restarted at a size its witnesses already cosigned collects cosignatures without error.
 
-Found by the chaos run: which size each witness last cosigned is kept in
-memory only (``Federation._witnessed``), so a node back from a restart asks
-every witness again from size 0; a witness that had cosigned the current
-checkpoint answers with its size, the node asks again from there, gets the
-same cosignature back, and inserts it a second time into ``cosignatures``,
-whose key is (log, size, witness). The insert fails, the round logs
-"collecting cosignatures failed" at ERROR with the IntegrityError, and it
-fails the same way every round until the log grows.
+Found by the chaos run, since fixed: which size each witness last cosigned
+is kept in memory only, so a node back from a restart asks every witness
+again from size 0; a witness that had cosigned the current checkpoint
+answers with its size, the node asks again from there and gets the same
+cosignature back. It used to insert it a second time into ``cosignatures``,
+whose key is (log, size, witness): the insert failed, and every round
+logged "collecting cosignatures failed" at ERROR until the log grew.
 """
 
 from __future__ import annotations
