@@ -685,6 +685,14 @@ class MemoryViewStore(_Subjects):
                 kept = last
             row["seq"] = kept
         self._seq = last
+        # The IPC search keys carry their offer's cursor in their primary key.
+        keys = self.rows["offer_ipcs"]
+        renumbered = [
+            {**row, "seq": offers[bytes(row["offer_id"])]["seq"]} for row in keys.values()
+        ]
+        keys.clear()
+        for row in renumbered:
+            keys[(row["ipc"], row["seq"])] = row
 
     def write(self, conn: Connection) -> int:
         """Replace the views on ``conn`` with these rows; return how many rows were written."""

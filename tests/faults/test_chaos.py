@@ -75,10 +75,9 @@ CONVERGE_S = 120.0
 # Bound on witnessing catching up with every home's latest checkpoint.
 HISTORY_S = 60.0
 _counter = itertools.count()
-# View columns a rebuild does not yet reproduce, each a bug with an xfail test of
-# its own; remove an entry when its test passes. test_rebuild_cursors.py: the IPC
-# search keys of offers keep the cursors the rebuild gave, not those the offers keep.
-NOT_YET_REBUILT = frozenset({("offer_ipcs", "seq")})
+# View columns a rebuild does not yet reproduce, each a bug with a test of its
+# own; none now.
+NOT_YET_REBUILT: frozenset[tuple[str, str]] = frozenset()
 
 
 def chaos_seed() -> int:

@@ -107,11 +107,6 @@ async def test_a_watch_resumed_after_a_rebuild_gets_exactly_the_offers_it_had_no
     assert [o.offer_id for o in resumed] == order[2:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rebuild keeps the cursors of offers but not of their IPC search keys "
-    "(exchange/viewstore.py MemoryViewStore.keep_numbers leaves offer_ipcs.seq as rebuilt)",
-)
 async def test_an_ipc_search_after_a_rebuild_finds_the_same_offers(pair: LocalNetwork) -> None:
     await _three_offers(pair)
     offers = await _watched(pair, "b", 0)
