@@ -86,7 +86,7 @@ from exchange.queries import cosignature_lines
 from kaifang.exchange.v1 import statements_pb2 as pb
 from kaifang.federation.v1 import federation_pb2 as fed
 from kaifang.federation.v1 import federation_pb2_grpc as fed_grpc
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint, own_signatures
 from ledger.cosignature import CosignatureSigner
 from ledger.errors import (
     KeyMismatchError,
@@ -97,7 +97,7 @@ from ledger.errors import (
 )
 from ledger.merkle import EMPTY_ROOT, verify_consistency
 from ledger.models import Cosignature, ForkEvidence, Log, Witnessed
-from ledger.note import Note, NoteSignature, Verifier, parse_note
+from ledger.note import parse_note
 from ledger.store import LogStore, ReplicaBatch, SignedCheckpoint, utc_now
 
 log = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ class Federation:
                 "old_size", f"{old_size} is above the checkpoint's size {checkpoint.size}"
             )
         now = self._clock()
-        stripped = _strip_cosignatures(note, self.verifiers[caller.name])
+        stripped = own_signatures(note, self.verifiers[caller.name])
 
         def decide(conn: Connection) -> tuple[str | None, WitnessRefusedError | None]:
             row = conn.execute(
@@ -599,7 +599,7 @@ class Federation:
         if hmac.compare_digest(held.root_hash, checkpoint.root_hash):
             return False
         now = self._clock()
-        stripped = _strip_cosignatures(note, self.verifiers[origin])
+        stripped = own_signatures(note, self.verifiers[origin])
         await self.db.write(
             lambda c: self._store_evidence(c, origin, SAME_SIZE, held.note, stripped, b"",
                                            source, now)
@@ -689,7 +689,7 @@ class Federation:
             raise _BadBatch(f"checkpoint size {checkpoint.size} is below the batch end {end}")
         if await self._check_fork(origin, checkpoint, batch.checkpoint, peer):
             raise _Halted(origin)
-        note = _strip_cosignatures(batch.checkpoint, self.verifiers[origin])
+        note = own_signatures(batch.checkpoint, self.verifiers[origin])
         return ReplicaBatch(
             batch.start, list(batch.entries), checkpoint, note, list(batch.consistency_proof)
         )
@@ -792,26 +792,6 @@ class _Halted(Exception):
 
 class _BadBatch(Exception):
     """A peer sent a batch that is malformed or not proven by the origin's signature."""
-
-
-def _strip_cosignatures(note: str, verifiers: Sequence[Verifier]) -> str:
-    """The note with only the origin's own signatures, as the log signed it.
-
-    Cosignatures travel separately (the heads carry the node's own); stored
-    checkpoints are the origin's alone, so that the same checkpoint is the
-    same text on every node. A log rotating its key signs with two keys:
-    both signatures are kept (one line per key, in the note's order), so
-    that a reader who knows either key can check the stored checkpoint.
-    Requires a note that :func:`~ledger.checkpoint.open_checkpoint` accepted
-    under ``verifiers``.
-    """
-    parsed = parse_note(note)
-    own: list[NoteSignature] = []
-    for s in parsed.signatures:
-        ours = any(s.name == v.name and hmac.compare_digest(s.key_id, v.key_id) for v in verifiers)
-        if ours and not any(hmac.compare_digest(s.key_id, o.key_id) for o in own):
-            own.append(s)
-    return Note(parsed.text, tuple(own)).format()
 
 
 def _status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -32,10 +32,10 @@ from exchange.config import ConfigError, NodeConfig
 from exchange.network import Network, TlsIdentity, channel_credentials, channel_options
 from kaifang.federation.v1 import federation_pb2 as fed
 from kaifang.federation.v1 import federation_pb2_grpc as fed_grpc
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint, own_signatures
 from ledger.db import Database
 from ledger.merkle import NodeId, consistency_plan, fold_right, leaf_hash, node_hash, subtrees
-from ledger.note import Note, Verifier, parse_note
+from ledger.note import Verifier
 from ledger.store import LogStore, ReplicaBatch
 from ledger.tiles import bundles_for_size, decode_bundle, entries_path
 
@@ -74,16 +74,6 @@ async def _empty_log(db: Database, origin: str, vkeys: Sequence[str]) -> LogStor
             f"the database already holds {held} entries of {origin}: restore into an empty one"
         )
     return store
-
-
-def _own_signatures(note: str, verifiers: Sequence[Verifier]) -> str:
-    """The note with only the log's own signatures (cosignatures travel separately)."""
-    parsed = parse_note(note)
-    own = tuple(
-        s for s in parsed.signatures
-        if any(s.name == v.name and hmac.compare_digest(s.key_id, v.key_id) for v in verifiers)
-    )  # fmt: skip
-    return Note(parsed.text, own).format()
 
 
 # -- from a peer ----------------------------------------------------------------
@@ -145,7 +135,7 @@ async def restore_from_peers(
                 response.start,
                 list(response.entries),
                 checkpoint,
-                _own_signatures(response.checkpoint, verifiers),
+                own_signatures(response.checkpoint, verifiers),
                 list(response.consistency_proof),
             )
             await store.replicate([batch], lambda _conn, _rows: None)
@@ -257,7 +247,7 @@ async def restore_from_tiles(
     db = Database(config.database)
     try:
         store = await _empty_log(db, config.origin, vkeys)
-        own = _own_signatures(note, verifiers)
+        own = own_signatures(note, verifiers)
         start = 0
         for entries in _bundles(directory, size):
             for i in range(0, len(entries), BATCH_ENTRIES):

@@ -32,11 +32,15 @@ from dataclasses import dataclass
 from ledger.errors import CheckpointError, SignatureError
 from ledger.merkle import HASH_SIZE
 from ledger.note import (
+    Note,
+    NoteSignature,
     NoteSigner,
     NoteVerifier,
+    Verifier,
     b64decode_canonical,
     b64encode,
     open_note,
+    parse_note,
     sign_note,
 )
 
@@ -181,3 +185,22 @@ def open_checkpoint(
     if checkpoint.origin != expected:
         raise CheckpointError(f"checkpoint origin {checkpoint.origin!r} is not {expected!r}")
     return checkpoint
+
+
+def own_signatures(note: str, verifiers: Sequence[Verifier]) -> str:
+    """The note with only the log's own signatures, as the log signed it.
+
+    Cosignatures travel separately; stored checkpoints are the origin's
+    alone, so that the same checkpoint is the same text on every node. A log
+    rotating its key signs with two keys: both signatures are kept (one line
+    per key, in the note's order), so that a reader who knows either key can
+    check the stored checkpoint. Requires a note that :func:`open_checkpoint`
+    accepted under ``verifiers``.
+    """
+    parsed = parse_note(note)
+    own: list[NoteSignature] = []
+    for s in parsed.signatures:
+        ours = any(s.name == v.name and hmac.compare_digest(s.key_id, v.key_id) for v in verifiers)
+        if ours and not any(hmac.compare_digest(s.key_id, o.key_id) for o in own):
+            own.append(s)
+    return Note(parsed.text, tuple(own)).format()
